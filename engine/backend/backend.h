@@ -1,0 +1,74 @@
+// The seam between model definitions and compute devices. A model is written once against this
+// interface; the CPU backend implements it today, a CUDA backend plugs in beside it without a line
+// of model code changing. All pointers given to ops are backend memory (host memory on the CPU
+// backend); host arrays of per-sequence pointers (SeqRows, states) are read by the backend itself.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "engine/kernels/kernel_args.h"
+#include "retain/engine/tokenizer.h"
+
+namespace retain::engine {
+
+using kernels::MatrixRef;
+
+// Owning handle to backend memory.
+class DeviceBuffer {
+ public:
+  using Deleter = void (*)(void*);
+  DeviceBuffer() = default;
+  DeviceBuffer(void* data, size_t bytes, Deleter deleter) : data_(data, deleter), bytes_(bytes) {}
+  void* data() const { return data_.get(); }
+  float* f32() const { return static_cast<float*>(data_.get()); }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  std::unique_ptr<void, Deleter> data_{nullptr, [](void*) {}};
+  size_t bytes_ = 0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string_view name() const = 0;
+
+  // Memory. Allocations are 64-byte aligned; ResourceExhausted when the device is out of memory.
+  virtual absl::StatusOr<DeviceBuffer> Allocate(size_t bytes) = 0;
+  virtual void CopyToDevice(void* dst, const void* host_src, size_t bytes) = 0;
+  virtual void CopyToHost(void* host_dst, const void* src, size_t bytes) = 0;
+  virtual void Copy(void* dst, const void* src, size_t bytes) = 0;  // within the device
+
+  // Ops (row-major f32 activations; see kernel_args.h for the exact contract of each).
+  virtual void Embedding(const MatrixRef& emb, const TokenId* host_tokens, int rows, float* out) = 0;
+  virtual void LayerNorm(const float* x, int rows, int width, const float* w, const float* b,
+                         float eps, float* y) = 0;
+  virtual void MatMul(const kernels::MatMulArgs& args) = 0;
+  virtual void TokenShift(const kernels::TokenShiftArgs& args) = 0;
+  virtual void MixDelta(const float* x, const float* prev, const float* c, int rows, int width,
+                        float* out) = 0;
+  virtual void MixInterp(const float* x, const float* prev, const float* m, int rows, int width,
+                         float* out) = 0;
+  virtual void Tanh(float* x, size_t n) = 0;
+  virtual void Sigmoid(float* x, size_t n) = 0;
+  virtual void ReluSquare(float* x, size_t n) = 0;
+  virtual void Add(float* x, const float* y, size_t n) = 0;
+  virtual void Mul(float* x, const float* y, size_t n) = 0;
+  virtual void Rwkv7Prepare(const kernels::Rwkv7PrepareArgs& args) = 0;
+  virtual void Wkv7(const kernels::Wkv7Args& args) = 0;
+  virtual void Rwkv7Output(const kernels::Rwkv7OutputArgs& args) = 0;
+  virtual void Wkv4(const kernels::Wkv4Args& args) = 0;
+};
+
+struct BackendOptions {
+  int num_threads = 0;  // 0 = every core
+};
+
+// The only place that knows which backends exist. "cpu" today.
+absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(std::string_view name,
+                                                       const BackendOptions& options);
+
+}  // namespace retain::engine

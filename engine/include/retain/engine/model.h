@@ -1,0 +1,74 @@
+// The one model interface every architecture implements.
+//
+// A session's recurrent state is one contiguous block of state_bytes() in backend memory (host
+// memory on the CPU backend), owned by the caller. Forward runs any mix of prefills and decodes in
+// one call: each sequence brings its own tokens and its own state, which is updated in place.
+// Internally tokens are processed in steps of at most ModelOptions::max_step_tokens rows, every
+// step doing matrix-matrix products over all its rows, so a batch reads each weight once per step.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "retain/engine/model_config.h"
+#include "retain/engine/tokenizer.h"
+
+namespace retain::engine {
+
+struct ModelOptions {
+  std::string backend = "cpu";
+  int num_threads = 0;           // 0 = every core
+  int max_step_tokens = 256;     // rows per internal step (prefill chunk size); >= 1
+};
+
+struct SequenceInput {
+  absl::Span<const TokenId> tokens;  // at least one
+  void* state = nullptr;             // state_bytes() of backend memory, updated in place
+  bool all_logits = false;           // logits for every token, else only for the last
+};
+
+class Model {
+ public:
+  virtual ~Model() = default;
+
+  virtual const ModelConfig& config() const = 0;
+  virtual size_t state_bytes() const = 0;
+  // Writes the state of a session that has seen nothing.
+  virtual absl::Status InitState(void* state) = 0;
+
+  // Logits go to `logits` as f32 rows of vocab_size, sequence by sequence: one row per token when
+  // all_logits, else one row. Every input is validated (token ids < vocab, non-empty, distinct
+  // state pointers, output size) before any state is touched: on error nothing has changed.
+  virtual absl::Status Forward(absl::Span<const SequenceInput> seqs, absl::Span<float> logits) = 0;
+
+  // Decode: one token for each of several sessions (at any positions). logits [B, vocab].
+  absl::Status Decode(absl::Span<const TokenId> tokens, absl::Span<void* const> states,
+                      absl::Span<float> logits);
+
+  // Snapshot of a state as portable bytes (header naming architecture and shape, then the block),
+  // and back. Import rejects a snapshot of another model shape with InvalidArgument.
+  virtual absl::StatusOr<std::string> ExportState(const void* state) = 0;
+  virtual absl::Status ImportState(std::string_view bytes, void* state) = 0;
+
+  // Allocates `count` state blocks in backend memory (contiguous, state_bytes() apart), freed with
+  // the model. Convenience for tools and tests; the server's state pool manages its own.
+  virtual absl::StatusOr<void*> AllocateStates(int count) = 0;
+};
+
+// Number of logit rows Forward writes for `seqs`.
+size_t LogitRows(absl::Span<const SequenceInput> seqs);
+
+// Loads `dir`/model.safetensors (+ config.json when present). Every tensor is checked by name
+// and shape; missing, extra and misshapen tensors are named in the error.
+absl::StatusOr<std::unique_ptr<Model>> LoadModel(const std::string& dir,
+                                                 const ModelOptions& options = {});
+
+// The tokenizer `config` names, or NotFound when it names none.
+absl::StatusOr<std::unique_ptr<Tokenizer>> LoadModelTokenizer(const ModelConfig& config);
+
+}  // namespace retain::engine
