@@ -1,5 +1,6 @@
-// Conformance with every RWKV kit in shared/conformance: logits from the reference implementations,
-// matched within each kit's own tolerance, prompts alone and batched, whole and in small steps.
+// Conformance with every kit in shared/conformance (rwkv4-, rwkv7-, retnet-, transnormer-): logits
+// from the reference implementations, matched within each kit's own tolerance, prompts alone and
+// batched, whole and in small steps; for RetNet and TransNormerLLM also in each compute form.
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
@@ -23,26 +24,46 @@ struct Variant {
   bool batch;
   int step_tokens;
   int threads;
+  ComputeForm form = ComputeForm::kChunkwise;  // RetNet / TransNormerLLM only
+  int chunk = 64;
 };
+
+const char* FormName(ComputeForm f) {
+  switch (f) {
+    case ComputeForm::kChunkwise: return "chunkwise";
+    case ComputeForm::kParallel: return "parallel";
+    case ComputeForm::kRecurrent: return "recurrent";
+  }
+  return "?";
+}
+
+bool IsRetentionKit(const std::string& kit) {
+  return kit.rfind("retnet-", 0) == 0 || kit.rfind("transnormer-", 0) == 0;
+}
 
 void PrintTo(const Variant& v, std::ostream* os) {
   *os << v.kit << (v.batch ? " batched" : " alone") << " step " << v.step_tokens << " threads " << v.threads;
+  if (IsRetentionKit(v.kit)) *os << " " << FormName(v.form) << " chunk " << v.chunk;
 }
 
 std::string VariantName(const ::testing::TestParamInfo<Variant>& info) {
-  std::string kit = info.param.kit;
+  const Variant& p = info.param;
+  std::string kit = p.kit;
   for (char& ch : kit)
     if (!isalnum(static_cast<unsigned char>(ch))) ch = '_';
-  return kit + (info.param.batch ? "_batched" : "_alone") + "_step" +
-         std::to_string(info.param.step_tokens) + "_t" + std::to_string(info.param.threads);
+  std::string name = kit + (p.batch ? "_batched" : "_alone") + "_step" + std::to_string(p.step_tokens) +
+                     "_t" + std::to_string(p.threads);
+  if (IsRetentionKit(p.kit)) name += std::string("_") + FormName(p.form) + "_chunk" + std::to_string(p.chunk);
+  return name;
 }
 
-// Every kit whose config names an architecture this engine implements.
-std::vector<std::string> RwkvKits() {
+// Every kit whose name starts with an architecture this engine implements.
+std::vector<std::string> SupportedKits() {
   std::vector<std::string> kits;
   for (const auto& e : std::filesystem::directory_iterator(SharedDir() + "/conformance")) {
     const std::string name = e.path().filename().string();
-    if (name.rfind("rwkv4-", 0) == 0 || name.rfind("rwkv7-", 0) == 0) kits.push_back(name);
+    for (const char* prefix : {"rwkv4-", "rwkv7-", "retnet-", "transnormer-"})
+      if (name.rfind(prefix, 0) == 0) kits.push_back(name);
   }
   std::sort(kits.begin(), kits.end());
   return kits;
@@ -50,11 +71,20 @@ std::vector<std::string> RwkvKits() {
 
 std::vector<Variant> Variants() {
   std::vector<Variant> v;
-  for (const std::string& kit : RwkvKits()) {
+  for (const std::string& kit : SupportedKits()) {
     v.push_back({kit, false, 256, 2});
     v.push_back({kit, true, 256, 2});
     v.push_back({kit, false, 7, 1});  // prompts split across steps
     v.push_back({kit, true, 5, 2});   // several sessions share a step, split mid-prompt
+    if (!IsRetentionKit(kit)) continue;
+    // Every compute form, and chunks that do not divide the prompts (lengths 23/29, 1, 77/83).
+    v.push_back({kit, false, 256, 2, ComputeForm::kParallel, 64});
+    v.push_back({kit, true, 256, 2, ComputeForm::kParallel, 64});
+    v.push_back({kit, false, 256, 1, ComputeForm::kRecurrent, 64});
+    v.push_back({kit, true, 256, 2, ComputeForm::kRecurrent, 64});
+    v.push_back({kit, false, 256, 2, ComputeForm::kChunkwise, 1});
+    v.push_back({kit, true, 256, 2, ComputeForm::kChunkwise, 16});
+    v.push_back({kit, true, 40, 2, ComputeForm::kChunkwise, 7});
   }
   return v;
 }
@@ -66,6 +96,8 @@ TEST_P(KitTest, LogitsMatchReference) {
   ModelOptions options;
   options.max_step_tokens = p.step_tokens;
   options.num_threads = p.threads;
+  options.form = p.form;
+  options.chunk_size = p.chunk;
   auto model = LoadModel(KitDir(p.kit), options);
   ASSERT_TRUE(model.ok()) << model.status();
   auto c = ReadConformanceCase(KitDir(p.kit) + "/case.json");
@@ -81,35 +113,42 @@ TEST_P(KitTest, LogitsMatchReference) {
 
 INSTANTIATE_TEST_SUITE_P(Kits, KitTest, ::testing::ValuesIn(Variants()), VariantName);
 
-TEST(KitDiscovery, FindsTheRwkvKits) {
+TEST(KitDiscovery, FindsEveryArchitecturesKits) {
   // Guards against a silently empty parameter list: shared/ must be where the build says.
-  EXPECT_GE(RwkvKits().size(), 3u) << SharedDir();
+  const std::vector<std::string> kits = SupportedKits();
+  EXPECT_GE(kits.size(), 5u) << SharedDir();
+  for (const char* prefix : {"rwkv4-", "rwkv7-", "retnet-", "transnormer-"}) {
+    EXPECT_TRUE(std::any_of(kits.begin(), kits.end(), [&](const std::string& k) { return k.rfind(prefix, 0) == 0; }))
+        << "no " << prefix << " kit in " << SharedDir();
+  }
 }
 
 // The command-line form the issue names: retain-run --model DIR --case CASE --out OUT [--batch].
 TEST(RetainRunCase, WritesLogitsMatchingTheKit) {
-  const std::string kit = KitDir("rwkv7-tiny");
-  const std::string out = ::testing::TempDir() + "/retain_run_case.safetensors";
-  for (const char* batch : {"", " --batch"}) {
-    const std::string cmd = std::string(RETAIN_RUN_BIN) + " --model " + kit + " --case " + kit +
-                            "/case.json --out " + out + batch;
-    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
-    auto c = ReadConformanceCase(kit + "/case.json");
-    ASSERT_TRUE(c.ok());
-    auto written = SafetensorsFile::Open(out);
-    ASSERT_TRUE(written.ok()) << written.status();
-    CaseOutput actual;
-    actual.vocab = 256;
-    for (const auto& [name, info] : (*written)->tensors()) {
-      ASSERT_EQ(info.dtype, DType::kF32);
-      std::vector<float> v(info.numel());
-      for (size_t i = 0; i < v.size(); ++i) v[i] = LoadAsFloat(info.data, info.dtype, i);
-      actual.tensors[name] = v;
+  for (const char* kit_name : {"rwkv7-tiny", "retnet-tiny", "transnormer-tiny"}) {
+    const std::string kit = KitDir(kit_name);
+    const std::string out = ::testing::TempDir() + "/retain_run_case_" + kit_name + ".safetensors";
+    for (const char* batch : {"", " --batch"}) {
+      const std::string cmd = std::string(RETAIN_RUN_BIN) + " --model " + kit + " --case " + kit +
+                              "/case.json --out " + out + batch;
+      ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+      auto c = ReadConformanceCase(kit + "/case.json");
+      ASSERT_TRUE(c.ok());
+      auto written = SafetensorsFile::Open(out);
+      ASSERT_TRUE(written.ok()) << written.status();
+      CaseOutput actual;
+      actual.vocab = 256;
+      for (const auto& [name, info] : (*written)->tensors()) {
+        ASSERT_EQ(info.dtype, DType::kF32);
+        std::vector<float> v(info.numel());
+        for (size_t i = 0; i < v.size(); ++i) v[i] = LoadAsFloat(info.data, info.dtype, i);
+        actual.tensors[name] = v;
+      }
+      ASSERT_EQ(actual.tensors.size(), 2 * c->prompts.size());
+      auto diff = MaxAbsDiff(actual, kit + "/expected.safetensors");
+      ASSERT_TRUE(diff.ok()) << diff.status();
+      EXPECT_LE(*diff, c->max_abs) << kit_name;
     }
-    ASSERT_EQ(actual.tensors.size(), 2 * c->prompts.size());
-    auto diff = MaxAbsDiff(actual, kit + "/expected.safetensors");
-    ASSERT_TRUE(diff.ok()) << diff.status();
-    EXPECT_LE(*diff, c->max_abs);
   }
 }
 

@@ -1,6 +1,7 @@
 // Invariants of the model interface, bit for bit: batching, chunking, threading and pausing a
 // session through export/import never change a single logit or state byte. Each runs on the kits
-// (head size 16) and on a random RWKV-7 with the head size of released models (64).
+// (head size 16), on a random RWKV-7 with the head size of released models (64), and on RetNet and
+// TransNormerLLM (their kits and random fla-layout / LRPE models).
 #include <cstring>
 #include <random>
 
@@ -20,13 +21,33 @@ std::string ModelDir(const std::string& which) {
         "random-rwkv7-h64", retain::testing::RandomRwkv7(3, 128, 64, 300, 448, 11));
     return dir;
   }
+  if (which == "random-retnet-fla") {
+    static const std::string dir = [] {
+      auto m = retain::testing::RandomRetNet(retain::testing::RetNetLayout::kFlaSplitMlp, {2, 128, 2, 256, 256, 300}, 12);
+      return retain::testing::WriteModelDir("random-retnet-fla", m.tensors, m.config_json);
+    }();
+    return dir;
+  }
+  if (which == "random-transnormer") {
+    static const std::string dir = [] {
+      auto m = retain::testing::RandomTransNormer({3, 128, 4, 320, 300, {1, 0, 1}}, 13);
+      return retain::testing::WriteModelDir("random-transnormer", m.tensors, m.config_json);
+    }();
+    return dir;
+  }
   return KitDir(which);
 }
 
-std::unique_ptr<Model> Load(const std::string& which, int step_tokens = 256, int threads = 2) {
+bool IsRetention(const std::string& which) {
+  return which.find("retnet") != std::string::npos || which.find("transnormer") != std::string::npos;
+}
+
+std::unique_ptr<Model> Load(const std::string& which, int step_tokens = 256, int threads = 2,
+                            ComputeForm form = ComputeForm::kChunkwise) {
   ModelOptions o;
   o.max_step_tokens = step_tokens;
   o.num_threads = threads;
+  o.form = form;
   auto m = LoadModel(ModelDir(which), o);
   EXPECT_TRUE(m.ok()) << m.status();
   return m.ok() ? std::move(*m) : nullptr;
@@ -113,8 +134,12 @@ TEST_P(ModelInvariants, ChunkedPrefillEqualsWholeAndTokenByToken) {
   const auto prompt = RandomTokens(70, 256, 5);
   std::vector<float> ref_logits;
   std::string ref_state;
+  // RetNet / TransNormerLLM: bit for bit in the recurrent form, which walks tokens whatever the
+  // step. Their chunkwise and parallel forms group sums by chunk and step, so they agree only to
+  // rounding; retention_forms_test bounds that.
+  const ComputeForm form = IsRetention(GetParam()) ? ComputeForm::kRecurrent : ComputeForm::kChunkwise;
   for (int step : {256, 13, 1}) {
-    auto model = Load(GetParam(), step);
+    auto model = Load(GetParam(), step, 2, form);
     ASSERT_NE(model, nullptr);
     void* state = *model->AllocateStates(1);
     std::vector<float> logits(prompt.size() * model->config().vocab_size);
@@ -179,7 +204,9 @@ TEST_P(ModelInvariants, InvalidInputIsRejectedAndTouchesNoState) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, ModelInvariants,
-                         ::testing::Values("rwkv7-tiny", "rwkv7-tiny-bf16", "rwkv4-tiny", "random-rwkv7-h64"),
+                         ::testing::Values("rwkv7-tiny", "rwkv7-tiny-bf16", "rwkv4-tiny", "random-rwkv7-h64",
+                                           "retnet-tiny", "transnormer-tiny", "random-retnet-fla",
+                                           "random-transnormer"),
                          [](const auto& info) {
                            std::string s = info.param;
                            for (char& ch : s) if (ch == '-') ch = '_';
@@ -195,6 +222,14 @@ TEST(StateSnapshots, ForeignOrDamagedSnapshotsAreRejected) {
   const std::string snap7 = *v7->ExportState(s7);
   const std::string snap4 = *v4->ExportState(s4);
   EXPECT_EQ(v7->ImportState(snap4, s7).code(), absl::StatusCode::kInvalidArgument);
+  auto retnet = Load("retnet-tiny");
+  auto tnl = Load("transnormer-tiny");
+  ASSERT_TRUE(retnet && tnl);
+  void* sr = *retnet->AllocateStates(1);
+  void* st = *tnl->AllocateStates(1);
+  EXPECT_EQ(tnl->ImportState(*retnet->ExportState(sr), st).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(retnet->ImportState(*tnl->ExportState(st), sr).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(v7->ImportState(*retnet->ExportState(sr), s7).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(v7->ImportState(snap7.substr(0, snap7.size() - 4), s7).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(v7->ImportState("garbage", s7).code(), absl::StatusCode::kInvalidArgument);
   std::string bad_magic = snap7;

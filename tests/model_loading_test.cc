@@ -1,10 +1,14 @@
 // Loading a model directory: hyper-parameters from config.json or inferred from shapes, and every
-// way a checkpoint can be wrong for its architecture reported as an error that names the tensor.
+// way a checkpoint can be wrong for its architecture reported as an error that names the tensor
+// (or, for RetNet and TransNormerLLM, the config field or the variant's tell-tale tensors).
+#include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "engine/tools/conformance_case.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 #include "retain/engine/model.h"
 #include "tests/testing/model_files.h"
 #include "tests/testing/paths.h"
@@ -121,12 +125,176 @@ TEST(ModelLoading, MissingOrBrokenWeightFile) {
   EXPECT_EQ(LoadStatus(dir).code(), absl::StatusCode::kInvalidArgument);
 }
 
-TEST(ModelLoading, TheOtherArchitecturesKitsSayTheyAreNotImplementedYet) {
-  // RetNet and TransNormerLLM have their own issue; until then loading them must fail cleanly.
-  for (const char* kit : {"retnet-tiny", "transnormer-tiny"}) {
-    if (!std::filesystem::exists(KitDir(kit))) continue;
-    EXPECT_EQ(LoadStatus(KitDir(kit)).code(), absl::StatusCode::kUnimplemented) << kit;
-  }
+// ---- RetNet and TransNormerLLM ----------------------------------------------------------------
+
+std::string KitConfig(const std::string& kit) {
+  std::ifstream in(KitDir(kit) + "/config.json");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// The kit's config.json with `patch` merged in (a null value removes the field).
+std::string PatchedConfig(const std::string& kit, const nlohmann::json& patch) {
+  nlohmann::json j = nlohmann::json::parse(KitConfig(kit));
+  j.merge_patch(patch);
+  return j.dump();
+}
+
+TEST(ModelLoading, RetNetAndTransNormerKitsLoadAsTheirVariants) {
+  auto r = LoadModel(KitDir("retnet-tiny"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  const ModelConfig& rc = (*r)->config();
+  EXPECT_EQ(rc.arch, Architecture::kRetNet);
+  EXPECT_EQ(rc.retnet_variant, RetNetVariant::kTorchscale);
+  EXPECT_EQ(rc.n_head, 2);
+  EXPECT_EQ(rc.head_size, 32);
+  EXPECT_EQ(rc.value_head_size, 64);
+  EXPECT_EQ(rc.dim_ffn, 128);
+  EXPECT_EQ(rc.ffn_activation, "swish");
+  EXPECT_FLOAT_EQ(rc.embed_scale, 8.0f);  // sqrt(64): no_scale_embedding is false
+  EXPECT_FALSE(rc.tie_embeddings);
+  // Position header (16 floats) + per layer H × dk × dv.
+  EXPECT_EQ((*r)->state_bytes(), (16u + 2 * 2 * 32 * 64) * 4);
+  auto t = LoadModel(KitDir("transnormer-tiny"));
+  ASSERT_TRUE(t.ok()) << t.status();
+  const ModelConfig& tc = (*t)->config();
+  EXPECT_EQ(tc.arch, Architecture::kTransNormer);
+  EXPECT_EQ(tc.lrpe_layers, (std::vector<int>{1, 0}));
+  EXPECT_TRUE(tc.tie_embeddings);
+  // The kit README's state shapes: [1, 2, 64, 32] (LRPE doubles the key width) and [1, 2, 32, 32].
+  EXPECT_EQ((*t)->state_bytes(), (16u + 2 * 64 * 32 + 2 * 32 * 32) * 4);
+}
+
+TEST(ModelLoading, UnknownRetNetVariantNamesWhatWasFound) {
+  TensorMap t = ReadTensors(KitDir("retnet-tiny") + "/model.safetensors");
+  // A GLU gate (torchscale since Sep 2023) together with projection biases (Jul 2023): no known
+  // implementation wrote that.
+  t["layers.0.retention.q_proj.bias"] = {"layers.0.retention.q_proj.bias", DType::kF32, {64}, std::vector<float>(64)};
+  ExpectError(LoadStatus(WriteModelDir("retnet-mixed", t, KitConfig("retnet-tiny"))), absl::StatusCode::kInvalidArgument,
+              {"unknown RetNet variant", "ffn.gate.weight present", "retention.q_proj.bias present",
+               "retention_layer_norm.bias absent"});
+  // fla-style and torchscale-style names in one file: the layout is read from the embedding name,
+  // and everything of the other layout is reported.
+  TensorMap both = ReadTensors(KitDir("retnet-tiny") + "/model.safetensors");
+  both["model.embeddings.weight"] = both["embed_tokens.weight"];
+  both["model.embeddings.weight"].name = "model.embeddings.weight";
+  EXPECT_FALSE(LoadStatus(WriteModelDir("retnet-both", both, KitConfig("retnet-tiny"))).ok());
+}
+
+TEST(ModelLoading, RetNetWrongShapeNamesTheTensor) {
+  TensorMap t = ReadTensors(KitDir("retnet-tiny") + "/model.safetensors");
+  auto& v = t["layers.1.retention.v_proj.weight"];
+  v.shape = {96, 64};
+  v.values.resize(96 * 64);
+  ExpectError(LoadStatus(WriteModelDir("retnet-badshape", t, KitConfig("retnet-tiny"))), absl::StatusCode::kInvalidArgument,
+              {"layers.1.retention.v_proj.weight", "[96, 64]", "[128, 64]"});
+  TensorMap n = ReadTensors(KitDir("transnormer-tiny") + "/model.safetensors");
+  auto& l3 = n["model.layers.1.channel_mixer.l3.weight"];
+  l3.shape = {64, 100};
+  l3.values.resize(64 * 100);
+  ExpectError(LoadStatus(WriteModelDir("tnl-badshape", n, KitConfig("transnormer-tiny"))), absl::StatusCode::kInvalidArgument,
+              {"model.layers.1.channel_mixer.l3.weight", "[64, 100]", "[64, 176]"});
+}
+
+TEST(ModelLoading, RetNetConfigIsRequiredAndCheckedAgainstTheShapes) {
+  const TensorMap t = ReadTensors(KitDir("retnet-tiny") + "/model.safetensors");
+  auto load = [&](const std::string& name, const nlohmann::json& patch) {
+    return LoadStatus(WriteModelDir(name, t, PatchedConfig("retnet-tiny", patch)));
+  };
+  ExpectError(LoadStatus(WriteModelDir("retnet-nocfg", t)), absl::StatusCode::kInvalidArgument, {"config.json"});
+  // What shapes cannot tell is never guessed: the embedding scale (torchscale's two configs
+  // disagree on its default) and the FFN activation.
+  ExpectError(load("retnet-noscale", {{"no_scale_embedding", nullptr}}), absl::StatusCode::kInvalidArgument,
+              {"no_scale_embedding", "required"});
+  ExpectError(load("retnet-noact", {{"activation_fn", nullptr}}), absl::StatusCode::kInvalidArgument, {"activation_fn"});
+  ExpectError(load("retnet-relu", {{"activation_fn", "relu"}}), absl::StatusCode::kUnimplemented, {"activation_fn", "relu"});
+  ExpectError(load("retnet-heads", {{"decoder_retention_heads", 4}}), absl::StatusCode::kInvalidArgument,
+              {"decoder_retention_heads", "4", "retnet_rel_pos.decay", "2"});
+  ExpectError(load("retnet-vdim", {{"decoder_value_embed_dim", 96}}), absl::StatusCode::kInvalidArgument,
+              {"decoder_value_embed_dim", "96", "128"});
+  ExpectError(load("retnet-deepnorm", {{"deepnorm", true}}), absl::StatusCode::kUnimplemented, {"deepnorm"});
+  // Without the saved decay buffer the head count comes from config.json alone.
+  TensorMap no_buffers = t;
+  no_buffers.erase("retnet_rel_pos.decay");
+  no_buffers.erase("retnet_rel_pos.angle");
+  EXPECT_TRUE(LoadStatus(WriteModelDir("retnet-nobuf", no_buffers, KitConfig("retnet-tiny"))).ok());
+  ExpectError(LoadStatus(WriteModelDir("retnet-nobuf-noheads", no_buffers,
+                                       PatchedConfig("retnet-tiny", {{"decoder_retention_heads", nullptr}}))),
+              absl::StatusCode::kInvalidArgument, {"decoder_retention_heads", "required"});
+}
+
+TEST(ModelLoading, RetNetSavedBuffersMustBeTheRetNetDecaysAndAngles) {
+  TensorMap t = ReadTensors(KitDir("retnet-tiny") + "/model.safetensors");
+  t["retnet_rel_pos.decay"].values[1] = -0.5f;  // some other decay than log(1 − 2^−6)
+  ExpectError(LoadStatus(WriteModelDir("retnet-decay", t, KitConfig("retnet-tiny"))), absl::StatusCode::kInvalidArgument,
+              {"retnet_rel_pos.decay"});
+  TensorMap a = ReadTensors(KitDir("retnet-tiny") + "/model.safetensors");
+  // NeoX-style 10000^(−2i/dk) angles instead of torchscale's 10000^(−i/(dk/2−1)).
+  for (int i = 0; i < 16; ++i) a["retnet_rel_pos.angle"].values[2 * i] = a["retnet_rel_pos.angle"].values[2 * i + 1] =
+      std::pow(10000.0f, -2.0f * i / 32);
+  ExpectError(LoadStatus(WriteModelDir("retnet-angle", a, KitConfig("retnet-tiny"))), absl::StatusCode::kInvalidArgument,
+              {"retnet_rel_pos.angle"});
+}
+
+TEST(ModelLoading, FlaRetNetConfigOptionsWithoutReleasedWeightsAreRefused) {
+  const auto m = retain::testing::RandomRetNet(retain::testing::RetNetLayout::kFlaFusedMlp, {}, 3);
+  auto load = [&](const std::string& name, const nlohmann::json& patch) {
+    nlohmann::json j = nlohmann::json::parse(m.config_json);
+    j.merge_patch(patch);
+    return LoadStatus(WriteModelDir(name, m.tensors, j.dump()));
+  };
+  EXPECT_TRUE(load("fla-ok", nlohmann::json::object()).ok());
+  ExpectError(load("fla-conv", {{"use_short_conv", true}}), absl::StatusCode::kUnimplemented, {"use_short_conv"});
+  ExpectError(load("fla-kv", {{"num_kv_heads", 1}}), absl::StatusCode::kUnimplemented, {"num_kv_heads"});
+  ExpectError(load("fla-ffn", {{"intermediate_size", 96}}), absl::StatusCode::kInvalidArgument,
+              {"intermediate_size", "96", "mlp.down_proj.weight"});
+  ExpectError(load("fla-heads", {{"num_heads", 3}}), absl::StatusCode::kInvalidArgument, {"head count 3"});
+  // Without intermediate_size, fla's own rule: 256·ceil(int(d·hidden_ratio·2/3)/256) = 256 for d 64.
+  ExpectError(load("fla-ratio", {{"intermediate_size", nullptr}}), absl::StatusCode::kInvalidArgument,
+              {"256", "128"});
+}
+
+TEST(ModelLoading, TransNormerLrpeListMustMatchTheTensors) {
+  const TensorMap t = ReadTensors(KitDir("transnormer-tiny") + "/model.safetensors");
+  ExpectError(LoadStatus(WriteModelDir("tnl-lrpe11", t, PatchedConfig("transnormer-tiny", {{"linear_use_lrpe_list", {1, 1}}}))),
+              absl::StatusCode::kInvalidArgument, {"missing tensor 'model.layers.1.token_mixer.lrpe.theta'"});
+  ExpectError(LoadStatus(WriteModelDir("tnl-lrpe00", t, PatchedConfig("transnormer-tiny", {{"linear_use_lrpe_list", {0, 0}}}))),
+              absl::StatusCode::kInvalidArgument, {"unexpected tensor", "model.layers.0.token_mixer.lrpe.theta"});
+  ExpectError(LoadStatus(WriteModelDir("tnl-lrpe3", t, PatchedConfig("transnormer-tiny", {{"linear_use_lrpe_list", {1, 0, 0}}}))),
+              absl::StatusCode::kInvalidArgument, {"linear_use_lrpe_list"});
+  ExpectError(LoadStatus(WriteModelDir("tnl-noscale", t, PatchedConfig("transnormer-tiny", {{"no_scale_embedding", nullptr}}))),
+              absl::StatusCode::kInvalidArgument, {"no_scale_embedding"});
+  ExpectError(LoadStatus(WriteModelDir("tnl-norm", t, PatchedConfig("transnormer-tiny", {{"norm_type", "layernorm"}}))),
+              absl::StatusCode::kUnimplemented, {"norm_type", "layernorm"});
+  // HF configs name the family in model_type, not "architecture"; the tensor names also tell.
+  EXPECT_TRUE(LoadStatus(WriteModelDir("tnl-hf", t, PatchedConfig("transnormer-tiny",
+                                                                  {{"architecture", nullptr}, {"model_type", "transnormer"}}))).ok());
+  EXPECT_TRUE(LoadStatus(WriteModelDir("tnl-sniff", t, PatchedConfig("transnormer-tiny", {{"architecture", nullptr}}))).ok());
+}
+
+TEST(ModelLoading, TiedHeadStoredTooMustEqualTheEmbedding) {
+  TensorMap t = ReadTensors(KitDir("transnormer-tiny") + "/model.safetensors");
+  t["lm_head.weight"] = t["model.embed_tokens.weight"];
+  t["lm_head.weight"].name = "lm_head.weight";
+  const std::string same = WriteModelDir("tnl-head-same", t, KitConfig("transnormer-tiny"));
+  auto model = LoadModel(same);
+  ASSERT_TRUE(model.ok()) << model.status();
+  auto c = ReadConformanceCase(KitDir("transnormer-tiny") + "/case.json");
+  auto out = RunConformanceCase(**model, *c, true);
+  ASSERT_TRUE(out.ok());
+  EXPECT_LE(*MaxAbsDiff(*out, KitDir("transnormer-tiny") + "/expected.safetensors"), c->max_abs);
+  t["lm_head.weight"].values[5] += 1.0f;
+  ExpectError(LoadStatus(WriteModelDir("tnl-head-diff", t, KitConfig("transnormer-tiny"))),
+              absl::StatusCode::kInvalidArgument, {"lm_head.weight", "model.embed_tokens.weight", "tie"});
+}
+
+TEST(ModelLoading, RetentionOptionsAreValidated) {
+  ModelOptions o;
+  o.chunk_size = 0;
+  EXPECT_EQ(LoadModel(KitDir("retnet-tiny"), o).status().code(), absl::StatusCode::kInvalidArgument);
+  o.chunk_size = 4096;
+  EXPECT_EQ(LoadModel(KitDir("transnormer-tiny"), o).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "engine/kernels/kernel_args.h"
+#include "engine/kernels/retention_args.h"
 #include "retain/engine/tokenizer.h"
 
 namespace retain::engine {
@@ -61,6 +62,17 @@ class Backend {
   virtual void Wkv7(const kernels::Wkv7Args& args) = 0;
   virtual void Rwkv7Output(const kernels::Rwkv7OutputArgs& args) = 0;
   virtual void Wkv4(const kernels::Wkv4Args& args) = 0;
+
+  // Scalar-decay ops of RetNet and TransNormerLLM (see retention_args.h for each contract).
+  virtual void Scale(float* x, size_t n, float s) = 0;
+  virtual void AddBias(float* x, const float* bias, int rows, int width) = 0;
+  virtual void Silu(float* x, size_t n) = 0;
+  virtual void Gelu(float* x, size_t n) = 0;
+  virtual void Norm(const kernels::NormArgs& args) = 0;
+  virtual void RotaryAngles(const kernels::RotaryAnglesArgs& args) = 0;
+  virtual void Rotate(const kernels::RotateArgs& args) = 0;
+  virtual void AdvancePositions(const kernels::AdvancePositionsArgs& args) = 0;
+  virtual void Retention(const kernels::RetentionArgs& args) = 0;
 };
 
 struct BackendOptions {

@@ -5,8 +5,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/backend/backend.h"
+#include "engine/kernels/cpu/isa.h"
 #include "engine/kernels/cpu/matmul.h"
+#include "engine/kernels/cpu/simd_kernels.h"
 #include "engine/kernels/reference/ops.h"
+#include "engine/kernels/reference/retention.h"
 #include "engine/util/thread_pool.h"
 
 namespace retain::engine {
@@ -16,7 +19,8 @@ namespace ref = kernels::reference;
 
 class CpuBackend final : public Backend {
  public:
-  explicit CpuBackend(int num_threads) : pool_(num_threads) {}
+  explicit CpuBackend(int num_threads)
+      : pool_(num_threads), simd_(kernels::cpu::KernelsFor(kernels::cpu::ActiveIsa())) {}
   std::string_view name() const override { return "cpu"; }
 
   absl::StatusOr<DeviceBuffer> Allocate(size_t bytes) override {
@@ -34,9 +38,12 @@ class CpuBackend final : public Backend {
   }
   void LayerNorm(const float* x, int rows, int width, const float* w, const float* b, float eps,
                  float* y) override {
-    ref::LayerNorm(x, rows, width, w, b, eps, y);
+    pool_.ParallelFor(rows, 8, [&](int64_t begin, int64_t end) {
+      const size_t off = static_cast<size_t>(begin) * width;
+      simd_.layer_norm(x + off, static_cast<int>(end - begin), width, w, b, eps, y + off);
+    });
   }
-  void MatMul(const kernels::MatMulArgs& args) override { kernels::cpu::MatMul(args, pool_); }
+  void MatMul(const kernels::MatMulArgs& args) override { kernels::cpu::MatMul(args, simd_, pool_); }
   void TokenShift(const kernels::TokenShiftArgs& args) override { ref::TokenShift(args); }
   void MixDelta(const float* x, const float* prev, const float* c, int rows, int width,
                 float* out) override {
@@ -57,14 +64,61 @@ class CpuBackend final : public Backend {
     const int64_t pairs = static_cast<int64_t>(args.seqs.num_seqs) * args.n_head;
     pool_.ParallelFor(pairs, 1, [&](int64_t begin, int64_t end) {
       for (int64_t p = begin; p < end; ++p)
-        ref::Wkv7Head(args, static_cast<int>(p / args.n_head), static_cast<int>(p % args.n_head));
+        simd_.wkv7_head(args, static_cast<int>(p / args.n_head), static_cast<int>(p % args.n_head));
     });
   }
   void Rwkv7Output(const kernels::Rwkv7OutputArgs& args) override { ref::Rwkv7Output(args); }
   void Wkv4(const kernels::Wkv4Args& args) override { ref::Wkv4(args); }
 
+  // Scalar-decay ops (RetNet, TransNormerLLM). Element-wise and per-row ops are split over rows or
+  // element ranges: every value is computed the same way whatever the split, so results do not
+  // depend on the thread count. Prefill steps make them worth threading; decode rows are few.
+  void Scale(float* x, size_t n, float s) override { ref::Scale(x, n, s); }
+  void AddBias(float* x, const float* bias, int rows, int width) override { ref::AddBias(x, bias, rows, width); }
+  void Silu(float* x, size_t n) override {
+    pool_.ParallelFor(static_cast<int64_t>(n), 1 << 14, [&](int64_t b, int64_t e) { ref::Silu(x + b, e - b); });
+  }
+  void Gelu(float* x, size_t n) override {
+    pool_.ParallelFor(static_cast<int64_t>(n), 1 << 14, [&](int64_t b, int64_t e) { ref::Gelu(x + b, e - b); });
+  }
+  void Norm(const kernels::NormArgs& args) override {
+    pool_.ParallelFor(args.rows, 8, [&](int64_t b, int64_t e) {
+      kernels::NormArgs part = args;
+      part.rows = static_cast<int>(e - b);
+      part.x = args.x + b * args.width;
+      part.y = args.y + b * args.width;
+      ref::Norm(part);
+    });
+  }
+  void RotaryAngles(const kernels::RotaryAnglesArgs& args) override { ref::RotaryAngles(args); }
+  void Rotate(const kernels::RotateArgs& args) override {
+    const int64_t width = static_cast<int64_t>(args.n_head) * args.head_size;
+    const bool lrpe = args.style == kernels::RotationStyle::kLrpe;
+    const int64_t table = lrpe ? width : args.head_size / 2, out = lrpe ? 2 * width : width;
+    pool_.ParallelFor(args.rows, 8, [&](int64_t b, int64_t e) {
+      kernels::RotateArgs part = args;
+      part.rows = static_cast<int>(e - b);
+      part.x = args.x + b * width;
+      part.y = args.y + b * out;
+      part.cos = args.cos + b * table;
+      part.sin = args.sin + b * table;
+      ref::Rotate(part);
+    });
+  }
+  void AdvancePositions(const kernels::AdvancePositionsArgs& args) override { ref::AdvancePositions(args); }
+  void Retention(const kernels::RetentionArgs& args) override {
+    // (sequence, head) pairs are independent: each owns its state slice and output columns, and
+    // is computed by one thread whatever the thread count, so results do not depend on it.
+    const int64_t pairs = static_cast<int64_t>(args.seqs.num_seqs) * args.n_head;
+    pool_.ParallelFor(pairs, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t p = begin; p < end; ++p)
+        ref::RetentionHead(args, static_cast<int>(p / args.n_head), static_cast<int>(p % args.n_head));
+    });
+  }
+
  private:
   ThreadPool pool_;
+  const kernels::cpu::SimdKernels& simd_;
 };
 
 }  // namespace

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "engine/loader/retention_config.h"
 #include "nlohmann/json.hpp"
 #include "retain/engine/safetensors.h"
 #include "retain/engine/status_macros.h"
@@ -118,14 +119,29 @@ std::string_view ArchitectureName(Architecture a) {
   switch (a) {
     case Architecture::kRwkv4: return "rwkv4";
     case Architecture::kRwkv7: return "rwkv7";
+    case Architecture::kRetNet: return "retnet";
+    case Architecture::kTransNormer: return "transnormer";
+  }
+  return "?";
+}
+
+std::string_view RetNetVariantName(RetNetVariant v) {
+  switch (v) {
+    case RetNetVariant::kNone: return "none";
+    case RetNetVariant::kTorchscale: return "torchscale";
+    case RetNetVariant::kTorchscaleLegacy: return "torchscale-2023-07";
+    case RetNetVariant::kFla: return "fla";
   }
   return "?";
 }
 
 absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& dir, const SafetensorsFile& f) {
-  const std::string path = absl::StrCat(dir, "/config.json");
+  const std::string path = dir.empty() ? "(no config.json)" : absl::StrCat(dir, "/config.json");
   bool present = false;
-  RETAIN_ASSIGN_OR_RETURN(json j, ReadConfigJson(path, &present));
+  json j = json::object();
+  if (!dir.empty()) {
+    RETAIN_ASSIGN_OR_RETURN(j, ReadConfigJson(path, &present));
+  }
   ModelConfig c;
 
   std::string arch;
@@ -136,6 +152,8 @@ absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& dir, const Safete
     arch = "rwkv7";
   } else if (f.Find("blocks.0.att.time_first") != nullptr) {
     arch = "rwkv4";
+  } else if (std::string sniffed = SniffRetentionArchitecture(j, f); !sniffed.empty()) {
+    arch = sniffed;  // HF configs name it in model_type; else the tensor names tell
   } else {
     return absl::InvalidArgumentError(absl::StrCat(
         f.path(), ": cannot tell the architecture: no config.json 'architecture' and neither "
@@ -145,9 +163,14 @@ absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& dir, const Safete
     c.arch = Architecture::kRwkv7;
   } else if (arch == "rwkv4") {
     c.arch = Architecture::kRwkv4;
+  } else if (arch == "retnet" || arch == "transnormer") {
+    c.arch = arch == "retnet" ? Architecture::kRetNet : Architecture::kTransNormer;
+    RETAIN_RETURN_IF_ERROR(ReadRetentionConfig(j, present, path, f, &c));
+    RETAIN_RETURN_IF_ERROR(ReadTokenizer(j, dir, path, &c));
+    return c;
   } else {
     return absl::UnimplementedError(absl::StrCat(path, ": architecture '", arch,
-                                                 "' is not supported by this engine (supported: rwkv4, rwkv7)"));
+                                                 "' is not supported by this engine (supported: rwkv4, rwkv7, retnet, transnormer)"));
   }
 
   RETAIN_ASSIGN_OR_RETURN(int vocab, Dim(f, "emb.weight", 2, 0));

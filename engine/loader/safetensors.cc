@@ -1,4 +1,5 @@
 #include "retain/engine/safetensors.h"
+#include "retain/engine/status_macros.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -160,7 +161,26 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
   }
   file->map_ = map;
   file->map_size_ = size;
-  const auto* bytes = static_cast<const unsigned char*>(map);
+  RETAIN_RETURN_IF_ERROR(file->Parse(static_cast<const unsigned char*>(map), size));
+  return file;
+}
+
+absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::FromMemory(
+    const std::string& name, std::vector<uint8_t> bytes) {
+  std::unique_ptr<SafetensorsFile> file(new SafetensorsFile());
+  file->path_ = name;
+  file->owned_ = std::move(bytes);
+  if (file->owned_.size() < 8) {
+    return Invalid(name, absl::StrCat("truncated: ", file->owned_.size(),
+                                      " bytes, shorter than the 8-byte header length"));
+  }
+  RETAIN_RETURN_IF_ERROR(file->Parse(file->owned_.data(), file->owned_.size()));
+  return file;
+}
+
+absl::Status SafetensorsFile::Parse(const unsigned char* bytes, uint64_t size) {
+  const std::string& path = path_;
+  SafetensorsFile* file = this;
 
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | bytes[i];
@@ -210,7 +230,7 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
                                         ") have overlapping data ranges"));
     }
   }
-  return file;
+  return absl::OkStatus();
 }
 
 SafetensorsFile::~SafetensorsFile() {

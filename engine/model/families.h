@@ -14,5 +14,9 @@ absl::StatusOr<std::unique_ptr<Model>> LoadRwkv7(const ModelConfig& config, cons
                                                  const SafetensorsFile& file, std::unique_ptr<Backend> backend);
 absl::StatusOr<std::unique_ptr<Model>> LoadRwkv4(const ModelConfig& config, const ModelOptions& options,
                                                  const SafetensorsFile& file, std::unique_ptr<Backend> backend);
+absl::StatusOr<std::unique_ptr<Model>> LoadRetNet(const ModelConfig& config, const ModelOptions& options,
+                                                  const SafetensorsFile& file, std::unique_ptr<Backend> backend);
+absl::StatusOr<std::unique_ptr<Model>> LoadTransNormer(const ModelConfig& config, const ModelOptions& options,
+                                                       const SafetensorsFile& file, std::unique_ptr<Backend> backend);
 
 }  // namespace retain::engine

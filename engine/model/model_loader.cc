@@ -14,11 +14,23 @@ absl::StatusOr<std::unique_ptr<Model>> LoadModel(const std::string& dir, const M
                                                    options.max_step_tokens));
   }
   RETAIN_ASSIGN_OR_RETURN(auto file, SafetensorsFile::Open(absl::StrCat(dir, "/model.safetensors")));
-  RETAIN_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(dir, *file));
+  return LoadModelFromWeights(*file, dir, options);
+}
+
+absl::StatusOr<std::unique_ptr<Model>> LoadModelFromWeights(const SafetensorsFile& weights,
+                                                            const std::string& config_dir,
+                                                            const ModelOptions& options) {
+  if (options.max_step_tokens < 1 || options.max_step_tokens > 65536) {
+    return absl::InvalidArgumentError(absl::StrCat("max_step_tokens must be in [1, 65536], got ",
+                                                   options.max_step_tokens));
+  }
+  RETAIN_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(config_dir, weights));
   RETAIN_ASSIGN_OR_RETURN(auto backend, CreateBackend(options.backend, {options.num_threads}));
   switch (config.arch) {
-    case Architecture::kRwkv7: return LoadRwkv7(config, options, *file, std::move(backend));
-    case Architecture::kRwkv4: return LoadRwkv4(config, options, *file, std::move(backend));
+    case Architecture::kRwkv7: return LoadRwkv7(config, options, weights, std::move(backend));
+    case Architecture::kRwkv4: return LoadRwkv4(config, options, weights, std::move(backend));
+    case Architecture::kRetNet: return LoadRetNet(config, options, weights, std::move(backend));
+    case Architecture::kTransNormer: return LoadTransNormer(config, options, weights, std::move(backend));
   }
   return absl::InternalError("unhandled architecture");
 }

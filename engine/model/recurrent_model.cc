@@ -3,7 +3,7 @@
 
 #include <cmath>
 #include <cstring>
-#include <unordered_set>
+#include <algorithm>
 
 #include "absl/strings/str_cat.h"
 #include "retain/engine/status_macros.h"
@@ -34,7 +34,9 @@ absl::Status Model::Decode(absl::Span<const TokenId> tokens, absl::Span<void* co
     return absl::InvalidArgumentError(absl::StrCat("decode: ", tokens.size(), " tokens for ",
                                                    states.size(), " states"));
   }
-  std::vector<SequenceInput> seqs(tokens.size());
+  // Reused across calls (per thread): a decode step must not allocate once warmed up.
+  thread_local std::vector<SequenceInput> seqs;
+  seqs.resize(tokens.size());
   for (size_t i = 0; i < tokens.size(); ++i) seqs[i] = {tokens.subspan(i, 1), states[i], false};
   return Forward(seqs, logits);
 }
@@ -81,13 +83,18 @@ absl::Status RecurrentModel::InitState(void* state) {
 absl::Status RecurrentModel::Validate(absl::Span<const SequenceInput> seqs,
                                       absl::Span<float> logits) const {
   if (seqs.empty()) return absl::InvalidArgumentError("no sequences");
-  std::unordered_set<const void*> seen;
+  // Distinct states: sorted copy in a reused buffer (no allocation once warmed up).
+  std::vector<const void*>& seen = validate_scratch_;
+  seen.clear();
+  for (const auto& s : seqs) seen.push_back(s.state);
+  std::sort(seen.begin(), seen.end());
+  const bool shared = std::adjacent_find(seen.begin(), seen.end()) != seen.end();
   for (size_t i = 0; i < seqs.size(); ++i) {
     const SequenceInput& s = seqs[i];
     if (s.tokens.empty()) return absl::InvalidArgumentError(absl::StrCat("sequence ", i, " has no tokens"));
     if (s.state == nullptr) return absl::InvalidArgumentError(absl::StrCat("sequence ", i, " has no state"));
-    if (!seen.insert(s.state).second) {
-      return absl::InvalidArgumentError(absl::StrCat("sequence ", i, " shares its state with an earlier one"));
+    if (shared && std::count(seen.begin(), seen.end(), s.state) > 1) {
+      return absl::InvalidArgumentError(absl::StrCat("sequence ", i, " shares its state with another sequence"));
     }
     for (size_t t = 0; t < s.tokens.size(); ++t) {
       if (s.tokens[t] < 0 || s.tokens[t] >= config_.vocab_size) {
@@ -106,7 +113,10 @@ absl::Status RecurrentModel::Validate(absl::Span<const SequenceInput> seqs,
 absl::Status RecurrentModel::Forward(absl::Span<const SequenceInput> seqs, absl::Span<float> logits) {
   RETAIN_RETURN_IF_ERROR(Validate(seqs, logits));
   const int budget = options_.max_step_tokens;
-  std::vector<size_t> done(seqs.size(), 0), out_base(seqs.size(), 0);
+  std::vector<size_t>& done = done_scratch_;
+  std::vector<size_t>& out_base = out_base_scratch_;
+  done.assign(seqs.size(), 0);
+  out_base.assign(seqs.size(), 0);
   for (size_t s = 1; s < seqs.size(); ++s)
     out_base[s] = out_base[s - 1] + (seqs[s - 1].all_logits ? seqs[s - 1].tokens.size() : 1);
 
@@ -155,7 +165,7 @@ void RecurrentModel::RunStep(int rows, float* logits_host) {
       backend_->Copy(logit_x_ + static_cast<size_t>(i) * c,
                              x_ + static_cast<size_t>(step_logit_rows_[i0 + i]) * c, sizeof(float) * c);
     }
-    backend_->LayerNorm(logit_x_, n, c, ln_out_w_, ln_out_b_, config_.layer_norm_eps, logit_x_);
+    FinalNorm(logit_x_, n);
     backend_->MatMul({logit_x_, n, head_, logit_buf_});
     for (int i = 0; i < n; ++i) {
       backend_->CopyToHost(logits_host + step_logit_dst_[i0 + i] * v,
@@ -163,6 +173,12 @@ void RecurrentModel::RunStep(int rows, float* logits_host) {
     }
   }
 }
+
+void RecurrentModel::FinalNorm(float* x, int rows) {
+  backend_->LayerNorm(x, rows, config_.n_embd, ln_out_w_, ln_out_b_, config_.layer_norm_eps, x);
+}
+
+absl::Status RecurrentModel::ValidateStateBlock(std::string_view) const { return absl::OkStatus(); }
 
 absl::StatusOr<std::string> RecurrentModel::ExportState(const void* state) {
   if (state == nullptr) return absl::InvalidArgumentError("null state");
@@ -201,6 +217,7 @@ absl::Status RecurrentModel::ImportState(std::string_view bytes, void* state) {
     std::memcpy(&x, f + i, sizeof(float));
     if (!std::isfinite(x)) return absl::InvalidArgumentError(absl::StrCat("state snapshot has a non-finite value at float ", i));
   }
+  RETAIN_RETURN_IF_ERROR(ValidateStateBlock(bytes.substr(sizeof(h))));
   backend_->CopyToDevice(state, bytes.data() + sizeof(h), state_bytes());
   return absl::OkStatus();
 }

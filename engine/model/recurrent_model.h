@@ -44,6 +44,13 @@ class RecurrentModel : public Model {
 
   // x: [step.rows, n_embd] embedded input, updated in place to the last layer's output.
   virtual void RunLayers(const Step& step, float* x) = 0;
+  // The norm before the output head, over `rows` rows of x in place. Default: LayerNorm with
+  // ln_out_w_ / ln_out_b_ (RWKV); families with another final norm override it.
+  virtual void FinalNorm(float* x, int rows);
+  // Vets an imported state block (the snapshot's payload: state_bytes() host bytes, not
+  // necessarily aligned) beyond the finite-float check every block gets, e.g. words that encode
+  // integers. Default: nothing more to check.
+  virtual absl::Status ValidateStateBlock(std::string_view block) const;
 
   ModelConfig config_;
   ModelOptions options_;
@@ -69,6 +76,9 @@ class RecurrentModel : public Model {
   std::vector<float*> step_states_;
   std::vector<int> step_logit_rows_;    // step row whose logits are wanted
   std::vector<size_t> step_logit_dst_;  // its row in the caller's output
+  // Per-call bookkeeping kept between calls so that steady-state calls do not allocate.
+  mutable std::vector<const void*> validate_scratch_;
+  std::vector<size_t> done_scratch_, out_base_scratch_;
 };
 
 }  // namespace retain::engine

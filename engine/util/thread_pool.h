@@ -1,12 +1,12 @@
 // One fixed pool of worker threads for the whole engine. ParallelFor blocks the caller until every
-// chunk is done; the caller works too. No allocation, no thread creation per call: decode steps
-// call it many times per token.
+// part is done; the caller works too. A call allocates nothing, creates no thread and takes no
+// lock: hand-off is one atomic generation counter, workers spin briefly (a decode step issues
+// hundreds of calls a few microseconds apart) and then sleep on a futex, so an idle engine does
+// not burn its cores.
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
-#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -25,23 +25,25 @@ class ThreadPool {
   int num_threads() const { return static_cast<int>(workers_.size()) + 1; }
 
   // Calls fn(begin, end) over [0, n) split into at most num_threads() contiguous ranges of at
-  // least `grain` items. Not reentrant: fn must not call ParallelFor.
+  // least `grain` items. One caller at a time; fn must not call ParallelFor.
   void ParallelFor(int64_t n, int64_t grain, absl::FunctionRef<void(int64_t, int64_t)> fn);
 
  private:
   void WorkerLoop(int index);
+  static constexpr int kMaxParts = 255;  // the part count shares the generation word's low byte
 
   std::vector<std::thread> workers_;
-  std::mutex mu_;
-  std::condition_variable wake_;
-  std::condition_variable done_;
-  uint64_t generation_ = 0;
-  bool stop_ = false;
-  // The job of the current generation; valid while pending_ > 0.
+  // (sequence << 8) | parts of the current job; written by the caller only.
+  std::atomic<uint32_t> generation_{0};
+  uint32_t sequence_ = 0;
+  std::atomic<uint32_t> pending_{0};
+  std::atomic<int> sleeping_workers_{0};
+  std::atomic<bool> caller_sleeping_{false};
+  std::atomic<bool> stop_{false};
+  // The job of the current generation, published by the store to generation_; stable until every
+  // participant has decremented pending_.
   const absl::FunctionRef<void(int64_t, int64_t)>* job_ = nullptr;
   int64_t job_n_ = 0;
-  int job_parts_ = 0;
-  int pending_ = 0;
 };
 
 }  // namespace retain::engine

@@ -1,12 +1,14 @@
 // Threaded matrix product for the CPU backend: y[M,N] = x[M,K]·Wᵀ over f32/f16/bf16 weights.
-// Each weight row is widened once and dotted with every x row, so a batch reads the weights once.
+// Weight rows are split across the pool in panels; every x row meets each panel while it is in
+// cache, so a batch (or a prefill chunk) reads the weights from memory once.
 #pragma once
 
+#include "engine/kernels/cpu/simd_kernels.h"
 #include "engine/kernels/kernel_args.h"
 #include "engine/util/thread_pool.h"
 
 namespace retain::kernels::cpu {
 
-void MatMul(const MatMulArgs& args, engine::ThreadPool& pool);
+void MatMul(const MatMulArgs& args, const SimdKernels& kernels, engine::ThreadPool& pool);
 
 }  // namespace retain::kernels::cpu

@@ -20,10 +20,20 @@
 
 namespace retain::engine {
 
+// How RetNet and TransNormerLLM compute the several tokens of one sequence in one step. A single
+// token always runs the recurrent form; all three give the same results up to rounding.
+enum class ComputeForm {
+  kChunkwise,  // intra-chunk masked products, inter-chunk through the carried state (linear time)
+  kParallel,   // every token against every earlier one of the step (quadratic; the reference)
+  kRecurrent,  // token by token, as decode does
+};
+
 struct ModelOptions {
   std::string backend = "cpu";
   int num_threads = 0;           // 0 = every core
   int max_step_tokens = 256;     // rows per internal step (prefill chunk size); >= 1
+  ComputeForm form = ComputeForm::kChunkwise;  // RetNet / TransNormerLLM only
+  int chunk_size = 64;           // rows per chunk of the chunkwise form, in [1, 1024]
 };
 
 struct SequenceInput {
@@ -67,6 +77,13 @@ size_t LogitRows(absl::Span<const SequenceInput> seqs);
 // and shape; missing, extra and misshapen tensors are named in the error.
 absl::StatusOr<std::unique_ptr<Model>> LoadModel(const std::string& dir,
                                                  const ModelOptions& options = {});
+
+class SafetensorsFile;
+// The same from weights already opened (a file or an image in memory); config.json is read from
+// `config_dir` when it is not empty. The weights may be released once this returns.
+absl::StatusOr<std::unique_ptr<Model>> LoadModelFromWeights(const SafetensorsFile& weights,
+                                                            const std::string& config_dir,
+                                                            const ModelOptions& options = {});
 
 // The tokenizer `config` names, or NotFound when it names none.
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadModelTokenizer(const ModelConfig& config);

@@ -36,6 +36,10 @@ struct TensorInfo {
 class SafetensorsFile {
  public:
   static absl::StatusOr<std::unique_ptr<SafetensorsFile>> Open(const std::string& path);
+  // The same validation over an image in memory, which the file then owns; `name` stands in for
+  // the path in messages. Benchmarks build models this way without touching the disk.
+  static absl::StatusOr<std::unique_ptr<SafetensorsFile>> FromMemory(const std::string& name,
+                                                                     std::vector<uint8_t> bytes);
   ~SafetensorsFile();
   SafetensorsFile(const SafetensorsFile&) = delete;
   SafetensorsFile& operator=(const SafetensorsFile&) = delete;
@@ -49,7 +53,10 @@ class SafetensorsFile {
 
  private:
   SafetensorsFile() = default;
+  absl::Status Parse(const unsigned char* bytes, uint64_t size);
+
   std::string path_;
+  std::vector<uint8_t> owned_;
   void* map_ = nullptr;
   size_t map_size_ = 0;
   std::map<std::string, TensorInfo> tensors_;

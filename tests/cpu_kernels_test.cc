@@ -1,0 +1,167 @@
+// Every vectorised CPU kernel against its plain reference, for each ISA this CPU has, on odd sizes
+// (tails, K beyond one K-block, single rows). Bounds follow from f32 rounding of a length-K dot
+// product: |Δ| ≤ 2·K·2⁻²⁴·Σ|x·w| (+ a tiny absolute floor), the same for every dtype because the
+// weights are widened exactly.
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "engine/kernels/cpu/simd_kernels.h"
+#include "engine/kernels/reference/ops.h"
+#include "gtest/gtest.h"
+
+namespace retain::kernels::cpu {
+namespace {
+
+using engine::DType;
+
+std::vector<Isa> Isas() {
+  std::vector<Isa> v;
+  for (Isa i : {Isa::kGeneric, Isa::kAvx2, Isa::kAvx512})
+    if (i <= DetectedIsa()) v.push_back(i);
+  return v;
+}
+
+struct Weights {
+  std::vector<float> f32;  // the values the stored weights represent
+  std::vector<uint16_t> half;
+  const void* data(DType t) const { return t == DType::kF32 ? static_cast<const void*>(f32.data()) : half.data(); }
+};
+
+Weights MakeWeights(int n, int k, DType t, std::mt19937& rng) {
+  std::normal_distribution<float> d;
+  Weights w;
+  w.f32.resize(static_cast<size_t>(n) * k);
+  if (t != DType::kF32) w.half.resize(w.f32.size());
+  for (size_t i = 0; i < w.f32.size(); ++i) {
+    const float v = d(rng);
+    if (t == DType::kF32) {
+      w.f32[i] = v;
+    } else {
+      w.half[i] = t == DType::kF16 ? engine::FloatToF16(v) : engine::FloatToBF16(v);
+      w.f32[i] = t == DType::kF16 ? engine::F16ToFloat(w.half[i]) : engine::BF16ToFloat(w.half[i]);
+    }
+  }
+  return w;
+}
+
+class CpuKernels : public ::testing::TestWithParam<Isa> {
+ protected:
+  const SimdKernels& k() const { return KernelsFor(GetParam()); }
+};
+
+TEST_P(CpuKernels, MatMulMatchesReference) {
+  std::mt19937 rng(1);
+  std::normal_distribution<float> d;
+  static float panel[kPanelRows * kPanelCols];
+  for (DType t : {DType::kF32, DType::kF16, DType::kBF16}) {
+    for (int m : {1, 2, 3, 5, 17}) {
+      for (int n : {1, 5, 67, 130}) {
+        for (int kk : {1, 7, 16, 33, 600, 1100}) {
+          Weights w = MakeWeights(n, kk, t, rng);
+          std::vector<float> x(static_cast<size_t>(m) * kk), got(m * n), want(m * n);
+          for (float& v : x) v = d(rng);
+          MatMulArgs a{x.data(), m, {t, n, kk, w.data(t)}, got.data()};
+          k().matmul_rows(a, 0, n, panel);
+          MatMulArgs r{x.data(), m, {DType::kF32, n, kk, w.f32.data()}, want.data()};
+          reference::MatMul(r);
+          for (int i = 0; i < m; ++i) {
+            for (int j = 0; j < n; ++j) {
+              double mag = 0;
+              for (int c = 0; c < kk; ++c) mag += std::fabs(x[i * kk + c] * w.f32[static_cast<size_t>(j) * kk + c]);
+              const double bound = 2.0 * kk * std::ldexp(1.0, -24) * mag + 1e-30;
+              ASSERT_LE(std::fabs(got[i * n + j] - want[i * n + j]), bound)
+                  << "dtype " << static_cast<int>(t) << " m " << m << " n " << n << " k " << kk;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_P(CpuKernels, MatMulRowResultsDoNotDependOnBatchSize) {
+  // A session's logits must be the same alone or batched: every row is computed identically
+  // whichever path (direct or widened panel) its batch size selects.
+  std::mt19937 rng(2);
+  std::normal_distribution<float> d;
+  static float panel[kPanelRows * kPanelCols];
+  for (DType t : {DType::kF32, DType::kF16, DType::kBF16}) {
+    for (int kk : {7, 24, 40, 600}) {
+      const int n = 70, m = 9;
+      Weights w = MakeWeights(n, kk, t, rng);
+      std::vector<float> x(static_cast<size_t>(m) * kk), all(m * n), one(n);
+      for (float& v : x) v = d(rng);
+      k().matmul_rows({x.data(), m, {t, n, kk, w.data(t)}, all.data()}, 0, n, panel);
+      for (int i = 0; i < m; ++i) {
+        k().matmul_rows({x.data() + i * kk, 1, {t, n, kk, w.data(t)}, one.data()}, 0, n, panel);
+        for (int j = 0; j < n; ++j) ASSERT_EQ(one[j], all[i * n + j]) << "k " << kk << " row " << i;
+      }
+    }
+  }
+}
+
+TEST_P(CpuKernels, Wkv7HeadMatchesReference) {
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<float> u(-1, 1), pos(0.55f, 1.0f);
+  for (int n : {16, 32, 64, 24 /* not a multiple of the vector: reference fallback */}) {
+    const int heads = 3, c = heads * n, rows = 11;
+    const int row_begin[3] = {0, 4, rows};
+    std::vector<float> r(rows * c), w(rows * c), kk(rows * c), v(rows * c), a(rows * c), b(rows * c);
+    for (auto* vec : {&r, &kk, &v}) for (float& f : *vec) f = u(rng);
+    for (float& f : w) f = pos(rng);
+    for (int t = 0; t < rows; ++t) {  // a = -κ̂, b = κ̂·ia with κ̂ unit per head, as the model makes them
+      for (int h = 0; h < heads; ++h) {
+        float norm = 0;
+        std::vector<float> kap(n);
+        for (int j = 0; j < n; ++j) norm += (kap[j] = u(rng)) * kap[j];
+        for (int j = 0; j < n; ++j) {
+          const float kh = kap[j] / std::sqrt(norm);
+          a[t * c + h * n + j] = -kh;
+          b[t * c + h * n + j] = kh * pos(rng);
+        }
+      }
+    }
+    std::vector<float> s_got(2 * heads * n * n), y_got(rows * c), y_want(rows * c);
+    for (float& f : s_got) f = u(rng);
+    std::vector<float> s_want = s_got;
+    float* got_states[2] = {s_got.data(), s_got.data() + heads * n * n};
+    float* want_states[2] = {s_want.data(), s_want.data() + heads * n * n};
+    Wkv7Args args;
+    args.seqs = {2, row_begin};
+    args.n_head = heads;
+    args.head_size = n;
+    args.r = r.data(); args.w = w.data(); args.k = kk.data(); args.v = v.data(); args.a = a.data(); args.b = b.data();
+    Wkv7Args ref = args;
+    args.states = got_states;
+    args.y = y_got.data();
+    ref.states = want_states;
+    ref.y = y_want.data();
+    for (int s = 0; s < 2; ++s)
+      for (int h = 0; h < heads; ++h) {
+        k().wkv7_head(args, s, h);
+        reference::Wkv7Head(ref, s, h);
+      }
+    for (size_t i = 0; i < y_got.size(); ++i) ASSERT_NEAR(y_got[i], y_want[i], 1e-4 * (1 + std::fabs(y_want[i]))) << "n " << n;
+    for (size_t i = 0; i < s_got.size(); ++i) ASSERT_NEAR(s_got[i], s_want[i], 1e-5 * (1 + std::fabs(s_want[i]))) << "n " << n;
+  }
+}
+
+TEST_P(CpuKernels, LayerNormMatchesReference) {
+  std::mt19937 rng(4);
+  std::normal_distribution<float> d(0.3f, 2.0f);
+  for (int width : {1, 7, 64, 100, 2051}) {
+    const int rows = 3;
+    std::vector<float> x(rows * width), w(width), b(width), got(rows * width), want(rows * width);
+    for (auto* v : {&x, &w, &b}) for (float& f : *v) f = d(rng);
+    k().layer_norm(x.data(), rows, width, w.data(), b.data(), 1e-5f, got.data());
+    reference::LayerNorm(x.data(), rows, width, w.data(), b.data(), 1e-5f, want.data());
+    for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], want[i], 2e-5 * (1 + std::fabs(want[i]))) << "width " << width;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Isas, CpuKernels, ::testing::ValuesIn(Isas()),
+                         [](const auto& info) { return std::string(IsaName(info.param)); });
+
+}  // namespace
+}  // namespace retain::kernels::cpu

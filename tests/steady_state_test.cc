@@ -1,0 +1,109 @@
+// A warmed-up decode step allocates no memory, creates no thread and takes no mutex: counted by
+// replacing operator new and interposing pthread_mutex_lock / pthread_create in this binary.
+#include <dlfcn.h>
+#include <pthread.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <new>
+#include <random>
+
+#include "gtest/gtest.h"
+#include "retain/engine/model.h"
+#include "tests/testing/model_files.h"
+#include "tests/testing/paths.h"
+
+namespace {
+std::atomic<bool> g_counting{false};
+std::atomic<long> g_allocs{0}, g_locks{0}, g_threads{0};
+}  // namespace
+
+void* operator new(size_t n) {
+  if (g_counting.load(std::memory_order_relaxed)) g_allocs.fetch_add(1);
+  if (void* p = std::malloc(n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+void* operator new[](size_t n) { return operator new(n); }
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, size_t) noexcept { std::free(p); }
+void operator delete[](void* p, size_t) noexcept { std::free(p); }
+
+extern "C" int pthread_mutex_lock(pthread_mutex_t* m) {
+  using Fn = int (*)(pthread_mutex_t*);
+  static Fn real = reinterpret_cast<Fn>(dlsym(RTLD_NEXT, "pthread_mutex_lock"));
+  if (g_counting.load(std::memory_order_relaxed)) g_locks.fetch_add(1);
+  return real(m);
+}
+
+extern "C" int pthread_create(pthread_t* t, const pthread_attr_t* a, void* (*f)(void*), void* arg) {
+  using Fn = int (*)(pthread_t*, const pthread_attr_t*, void* (*)(void*), void*);
+  static Fn real = reinterpret_cast<Fn>(dlsym(RTLD_NEXT, "pthread_create"));
+  if (g_counting.load(std::memory_order_relaxed)) g_threads.fetch_add(1);
+  return real(t, a, f, arg);
+}
+
+namespace retain::engine {
+namespace {
+
+class SteadyState : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(SteadyState, DecodeStepAllocatesNothingLocksNothingStartsNoThread) {
+  std::string dir = GetParam();
+  if (dir == "random-rwkv7-h64") {
+    dir = retain::testing::WriteModelDir("steady-h64", retain::testing::RandomRwkv7(2, 128, 64, 300, 448, 5));
+  } else {
+    dir = retain::testing::KitDir(dir);
+  }
+  ModelOptions o;
+  o.num_threads = 2;
+  auto model = LoadModel(dir, o);
+  ASSERT_TRUE(model.ok()) << model.status();
+  const int batch = 4, v = (*model)->config().vocab_size;
+  void* base = *(*model)->AllocateStates(batch);
+  std::vector<void*> states;
+  for (int i = 0; i < batch; ++i) states.push_back(static_cast<char*>(base) + (*model)->state_bytes() * i);
+  std::vector<float> logits(batch * v);
+  std::vector<TokenId> tokens(batch);
+  std::mt19937 rng(1);
+  auto step = [&] {
+    for (auto& t : tokens) t = static_cast<TokenId>(rng() % v);
+    return (*model)->Decode(tokens, states, absl::MakeSpan(logits));
+  };
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(step().ok());  // warm-up: buffers reach their size
+  g_allocs = g_locks = g_threads = 0;
+  g_counting = true;
+  absl::Status status;
+  for (int i = 0; i < 20 && status.ok(); ++i) status = step();
+  g_counting = false;
+  ASSERT_TRUE(status.ok()) << status;
+  EXPECT_EQ(g_allocs.load(), 0) << "allocations in 20 decode steps";
+  EXPECT_EQ(g_locks.load(), 0) << "mutex locks in 20 decode steps";
+  EXPECT_EQ(g_threads.load(), 0) << "threads created in 20 decode steps";
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, SteadyState,
+                         ::testing::Values("rwkv7-tiny", "rwkv7-tiny-bf16", "rwkv4-tiny", "random-rwkv7-h64",
+                                           "retnet-tiny", "transnormer-tiny"),
+                         [](const auto& info) {
+                           std::string s = info.param;
+                           for (char& c : s) if (c == '-') c = '_';
+                           return s;
+                         });
+
+TEST(SteadyState, CountersSeeWhatTheyCount) {
+  // The interposition works in this binary: otherwise the test above could not fail.
+  g_allocs = g_locks = 0;
+  g_counting = true;
+  auto* p = new int(1);
+  pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+  pthread_mutex_lock(&m);
+  pthread_mutex_unlock(&m);
+  g_counting = false;
+  delete p;
+  EXPECT_GE(g_allocs.load(), 1);
+  EXPECT_GE(g_locks.load(), 1);
+}
+
+}  // namespace
+}  // namespace retain::engine
