@@ -12,7 +12,8 @@ packages=(
   python3
 )
 if [[ "${1:-}" == "--train" ]]; then
-  packages+=(python3-torch python3-numpy bible-kjv-text)
+  # bible-kjv dumps the corpus; OpenBLAS makes Debian torch ~4x faster than reference BLAS.
+  packages+=(python3-torch python3-numpy bible-kjv-text bible-kjv libopenblas0-pthread)
 fi
 
 missing=()

@@ -155,7 +155,7 @@ absl::Status Generate(const Args& a, Model& model) {
   const auto t1 = std::chrono::steady_clock::now();
   std::string pending;  // bytes of an incomplete UTF-8 character, held until it completes
   int generated = 0;
-  for (; generated < max_tokens; ++generated) {
+  while (generated < max_tokens) {
     TokenId next = sampler.Sample(logits);
     if (stop_on_zero && next == 0) break;
     RETAIN_ASSIGN_OR_RETURN(std::string bytes, tok->TokenBytes(next));
@@ -164,11 +164,12 @@ absl::Status Generate(const Args& a, Model& model) {
     std::fwrite(pending.data(), 1, pending.size() - hold, stdout);
     std::fflush(stdout);
     pending.erase(0, pending.size() - hold);
-    if (generated + 1 == max_tokens) break;
+    if (++generated == max_tokens) break;
     RETAIN_RETURN_IF_ERROR(model.Decode({&next, 1}, {&state, 1}, absl::MakeSpan(logits)));
   }
   std::fwrite(pending.data(), 1, pending.size(), stdout);
   std::printf("\n");
+  std::fflush(stdout);
   const auto t2 = std::chrono::steady_clock::now();
   const double pre = std::chrono::duration<double>(t1 - t0).count();
   const double dec = std::chrono::duration<double>(t2 - t1).count();
