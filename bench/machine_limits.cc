@@ -2,6 +2,8 @@
 // the widest unit this CPU has.
 #include "bench/machine_limits.h"
 
+#include <immintrin.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
@@ -15,31 +17,68 @@ namespace retain::bench {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-constexpr long kFmaIters = 200'000'000 / 16;
+constexpr long kFmaIters = 100'000'000;  // ~0.25 s per thread: long enough for both cores to overlap
 
-typedef float v16 __attribute__((vector_size(64)));
-typedef float v8 __attribute__((vector_size(32)));
 
+// 16 independent chains, fully unrolled so they live in registers: 16 × 4-cycle latency covers
+// two FMA pipes. Intrinsics, not vector extensions, so the compiler cannot split or spill them.
 __attribute__((target("avx512f,fma"))) float FmaChains512(long iters) {
-  v16 acc[16];
-  for (int i = 0; i < 16; ++i) acc[i] = v16{} + 1.0f + i * 1e-3f;
-  const v16 a = v16{} + 0.999999f, b = v16{} + 1e-7f;
-  for (long it = 0; it < iters; ++it)
-    for (int i = 0; i < 16; ++i) acc[i] = acc[i] * a + b;
-  float s = 0;
-  for (int i = 0; i < 16; ++i) s += acc[i][0];
-  return s;
+  __m512 acc[16];
+  const __m512 a = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(1e-7f);
+#pragma GCC unroll 16
+  for (int i = 0; i < 16; ++i) acc[i] = _mm512_set1_ps(1.0f + i * 1e-3f);
+  for (long it = 0; it < iters; ++it) {
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; ++i) acc[i] = _mm512_fmadd_ps(acc[i], a, b);
+  }
+  __m512 s = acc[0];
+#pragma GCC unroll 16
+  for (int i = 1; i < 16; ++i) s = _mm512_add_ps(s, acc[i]);
+  return _mm512_reduce_add_ps(s);
 }
 
 __attribute__((target("avx2,fma"))) float FmaChains256(long iters) {
-  v8 acc[16];
-  for (int i = 0; i < 16; ++i) acc[i] = v8{} + 1.0f + i * 1e-3f;
-  const v8 a = v8{} + 0.999999f, b = v8{} + 1e-7f;
-  for (long it = 0; it < iters; ++it)
-    for (int i = 0; i < 16; ++i) acc[i] = acc[i] * a + b;
-  float s = 0;
-  for (int i = 0; i < 16; ++i) s += acc[i][0];
-  return s;
+  __m256 acc[16];
+  const __m256 a = _mm256_set1_ps(0.999999f), b = _mm256_set1_ps(1e-7f);
+#pragma GCC unroll 16
+  for (int i = 0; i < 16; ++i) acc[i] = _mm256_set1_ps(1.0f + i * 1e-3f);
+  for (long it = 0; it < iters; ++it) {
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; ++i) acc[i] = _mm256_fmadd_ps(acc[i], a, b);
+  }
+  __m256 s = acc[0];
+#pragma GCC unroll 16
+  for (int i = 1; i < 16; ++i) s = _mm256_add_ps(s, acc[i]);
+  float out[8];
+  _mm256_storeu_ps(out, s);
+  return out[0] + out[1] + out[2] + out[3] + out[4] + out[5] + out[6] + out[7];
+}
+
+// Read-only sum with 8 independent 64-byte (or 2×32-byte) accumulators.
+__attribute__((target("avx512f"))) float ReadSum512(const float* p, size_t n) {
+  __m512 acc[8];
+#pragma GCC unroll 8
+  for (int j = 0; j < 8; ++j) acc[j] = _mm512_setzero_ps();
+  for (size_t i = 0; i < n; i += 128) {
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; ++j) acc[j] = _mm512_add_ps(acc[j], _mm512_load_ps(p + i + 16 * j));
+  }
+  for (int j = 1; j < 8; ++j) acc[0] = _mm512_add_ps(acc[0], acc[j]);
+  return _mm512_reduce_add_ps(acc[0]);
+}
+
+__attribute__((target("avx2"))) float ReadSum256(const float* p, size_t n) {
+  __m256 acc[8];
+#pragma GCC unroll 8
+  for (int j = 0; j < 8; ++j) acc[j] = _mm256_setzero_ps();
+  for (size_t i = 0; i < n; i += 64) {
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; ++j) acc[j] = _mm256_add_ps(acc[j], _mm256_load_ps(p + i + 8 * j));
+  }
+  for (int j = 1; j < 8; ++j) acc[0] = _mm256_add_ps(acc[0], acc[j]);
+  float out[8];
+  _mm256_storeu_ps(out, acc[0]);
+  return out[0] + out[7];
 }
 
 template <typename F>
@@ -68,24 +107,14 @@ MachineLimits MeasureMachineLimits(int threads, double read_gib) {
   });
   out.fma_gflops = 2.0 * lanes * 16 * kFmaIters * threads / fma_s / 1e9;
 
-  const size_t per_thread = static_cast<size_t>(read_gib * (1 << 30) / threads / 64) * 16;
+  const size_t per_thread = static_cast<size_t>(read_gib * (1 << 30) / threads / 512) * 128;
   std::vector<float*> chunks(threads);
   BestSeconds(threads, 1, [&](int t) {  // first touch by the thread that will read it
     chunks[t] = static_cast<float*>(std::aligned_alloc(64, per_thread * sizeof(float)));
     for (size_t i = 0; i < per_thread; ++i) chunks[t][i] = 1.0f;
   });
   const double read_s = BestSeconds(threads, 4, [&](int t) {
-    v8 acc[8] = {};
-    const float* p = chunks[t];
-    for (size_t i = 0; i < per_thread; i += 64)
-      for (int j = 0; j < 8; ++j) {
-        v8 v;
-        std::memcpy(&v, p + i + 8 * j, sizeof v);
-        acc[j] += v;
-      }
-    float s = 0;
-    for (auto& a : acc) s += a[0];
-    sink[t] = s;
+    sink[t] = lanes == 16 ? ReadSum512(chunks[t], per_thread) : ReadSum256(chunks[t], per_thread);
   });
   out.read_gbps = static_cast<double>(per_thread) * sizeof(float) * threads / read_s / 1e9;
   for (float* c : chunks) std::free(c);

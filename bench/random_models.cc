@@ -146,6 +146,81 @@ void AddRwkv4(ImageBuilder& b, const Rwkv4Shape& s) {
   }
 }
 
+// RetNet 1.3b in the fla-hub layout (the public checkpoints): d 2048, 24 layers, 8 heads,
+// value width 4096, fused gate/up FFN of 2 × 2816, vocab 32000.
+std::string AddRetNetFla(ImageBuilder& b, int d, int layers, int heads, int vw, int f, int vocab) {
+  const float lin = 1.7f / std::sqrt(static_cast<float>(d));
+  b.Add("model.embeddings.weight", {vocab, d}, 1.0f);
+  b.Add("lm_head.weight", {vocab, d}, lin);
+  b.Add("model.norm.weight", {d}, 0.1f, 1.0f);
+  for (int l = 0; l < layers; ++l) {
+    const std::string p = absl::StrCat("model.layers.", l, ".");
+    b.Add(p + "attn_norm.weight", {d}, 0.1f, 1.0f);
+    b.Add(p + "mlp_norm.weight", {d}, 0.1f, 1.0f);
+    b.Add(p + "attn.q_proj.weight", {d, d}, lin);
+    b.Add(p + "attn.k_proj.weight", {d, d}, lin);
+    b.Add(p + "attn.v_proj.weight", {vw, d}, 3 * lin);
+    b.Add(p + "attn.g_proj.weight", {vw, d}, lin);
+    b.Add(p + "attn.o_proj.weight", {d, vw}, 1.7f / std::sqrt(static_cast<float>(vw)));
+    b.Add(p + "attn.g_norm_swish_gate.weight", {vw / heads}, 0.1f, 1.0f, true);
+    b.Add(p + "mlp.gate_proj.weight", {2 * f, d}, lin);
+    b.Add(p + "mlp.down_proj.weight", {d, f}, 1.7f / std::sqrt(static_cast<float>(f)));
+  }
+  return absl::StrCat(R"({"model_type": "retnet", "hidden_size": )", d, R"(, "num_hidden_layers": )", layers,
+                      R"(, "num_heads": )", heads, R"(, "expand_k": 1, "expand_v": )", vw / d,
+                      R"(, "hidden_ratio": 2, "intermediate_size": )", f, R"(, "vocab_size": )", vocab,
+                      R"(, "tie_word_embeddings": false, "norm_eps": 1e-06, "use_output_gate": true,)"
+                      R"( "elementwise_affine": true, "use_short_conv": false, "hidden_act": "swish"})");
+}
+
+// RetNet in torchscale's current layout (RMSNorm, GLU), the small shape.
+std::string AddRetNetTorchscale(ImageBuilder& b, int d, int layers, int heads, int vw, int f, int vocab) {
+  const float lin = 1.7f / std::sqrt(static_cast<float>(d));
+  b.Add("embed_tokens.weight", {vocab, d}, 1.0f / std::sqrt(static_cast<float>(d)));
+  b.Add("output_projection.weight", {vocab, d}, lin);
+  b.Add("layer_norm.weight", {d}, 0.1f, 1.0f);
+  for (int l = 0; l < layers; ++l) {
+    const std::string p = absl::StrCat("layers.", l, ".");
+    b.Add(p + "retention.q_proj.weight", {d, d}, lin);
+    b.Add(p + "retention.k_proj.weight", {d, d}, lin);
+    b.Add(p + "retention.v_proj.weight", {vw, d}, 3 * lin);
+    b.Add(p + "retention.g_proj.weight", {vw, d}, lin);
+    b.Add(p + "retention.out_proj.weight", {d, vw}, 1.7f / std::sqrt(static_cast<float>(vw)));
+    b.Add(p + "retention_layer_norm.weight", {d}, 0.1f, 1.0f);
+    b.Add(p + "final_layer_norm.weight", {d}, 0.1f, 1.0f);
+    b.Add(p + "ffn.fc1.weight", {f, d}, lin);
+    b.Add(p + "ffn.gate.weight", {f, d}, lin);
+    b.Add(p + "ffn.fc2.weight", {d, f}, 1.7f / std::sqrt(static_cast<float>(f)));
+  }
+  return absl::StrCat(R"({"architecture": "retnet", "decoder_embed_dim": )", d, R"(, "decoder_value_embed_dim": )", vw,
+                      R"(, "decoder_retention_heads": )", heads, R"(, "decoder_ffn_embed_dim": )", f,
+                      R"(, "decoder_layers": )", layers, R"(, "vocab_size": )", vocab,
+                      R"(, "activation_fn": "swish", "no_scale_embedding": false, "layernorm_eps": 1e-06})");
+}
+
+// TransNormerLLM 1b (OpenNLPLab): d 2048, 16 layers, 16 heads, GLU 5632, vocab 64000, tied, LRPE
+// on layer 0.
+std::string AddTransNormer(ImageBuilder& b, int d, int layers, int heads, int glu, int vocab) {
+  const float lin = 1.7f / std::sqrt(static_cast<float>(d));
+  b.Add("model.embed_tokens.weight", {vocab, d}, 1.0f / std::sqrt(static_cast<float>(d)));
+  std::string lrpe;
+  for (int l = 0; l < layers; ++l) {
+    const std::string p = absl::StrCat("model.layers.", l, ".");
+    b.Add(p + "token_mixer.qkvu_proj.weight", {4 * d, d}, lin);
+    b.Add(p + "token_mixer.out_proj.weight", {d, d}, lin);
+    b.Add(p + "channel_mixer.l1.weight", {glu, d}, lin);
+    b.Add(p + "channel_mixer.l2.weight", {glu, d}, lin);
+    b.Add(p + "channel_mixer.l3.weight", {d, glu}, 1.7f / std::sqrt(static_cast<float>(glu)));
+    if (l == 0) b.Add(p + "token_mixer.lrpe.theta", {heads, 1, d / heads}, 0.0005f, 0.001f, true);
+    absl::StrAppend(&lrpe, l ? ", " : "", l == 0 ? "1" : "0");
+  }
+  return absl::StrCat(R"({"model_type": "transnormer", "decoder_embed_dim": )", d, R"(, "decoder_layers": )", layers,
+                      R"(, "decoder_attention_heads": )", heads, R"(, "hidden_dim": )", d, R"(, "glu_dim": )", glu,
+                      R"(, "vocab_size": )", vocab, R"(, "linear_use_lrpe_list": [)", lrpe,
+                      R"(], "no_scale_embedding": false, "norm_type": "simplermsnorm", "linear_act_fun": "silu",)"
+                      R"( "bias": false})");
+}
+
 }  // namespace
 
 absl::StatusOr<RandomModelImage> BuildRandomModel(const std::string& arch, const std::string& shape,
@@ -169,8 +244,34 @@ absl::StatusOr<RandomModelImage> BuildRandomModel(const std::string& arch, const
     auto it = kRwkv4.find(shape);
     if (it == kRwkv4.end()) return unknown(kRwkv4);
     AddRwkv4(b, it->second);
+  } else if (arch == "retnet" || arch == "transnormer") {
+    std::string config;
+    RandomModelImage names;
+    if (arch == "retnet" && shape == "1.3b") {
+      config = AddRetNetFla(b, 2048, 24, 8, 4096, 2816, 32000);
+      names.embedding = "model.embeddings.weight";
+      names.head = "lm_head.weight";
+    } else if (arch == "retnet" && shape == "small") {
+      config = AddRetNetTorchscale(b, 512, 6, 2, 864, 864, 32000);
+      names.embedding = "embed_tokens.weight";
+      names.head = "output_projection.weight";
+    } else if (arch == "transnormer" && shape == "1b") {
+      config = AddTransNormer(b, 2048, 16, 16, 5632, 64000);
+      names.embedding = "model.embed_tokens.weight";
+      names.head = "";
+      names.tied = true;
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat("unknown ", arch, " shape '", shape,
+                                                     "' (known: retnet small, 1.3b; transnormer 1b)"));
+    }
+    RandomModelImage img = b.Build(dtype, seed);
+    img.config_json = config;
+    img.embedding = names.embedding;
+    img.head = names.head;
+    img.tied = names.tied;
+    return img;
   } else {
-    return absl::InvalidArgumentError(absl::StrCat("unknown --arch '", arch, "' (this build: rwkv7, rwkv4)"));
+    return absl::InvalidArgumentError(absl::StrCat("unknown --arch '", arch, "' (known: rwkv7, rwkv4, retnet, transnormer)"));
   }
   return b.Build(dtype, seed);
 }

@@ -14,10 +14,16 @@ namespace retain::bench {
 struct RandomModelImage {
   std::vector<uint8_t> bytes;  // a complete safetensors file
   std::string config_json;     // "" when the shapes say everything
+  // For the roofline: the embedding (one row gathered per token) and the output head. A tied
+  // head is the embedding matrix itself, read whole by every decode step.
+  std::string embedding = "emb.weight";
+  std::string head = "head.weight";
+  bool tied = false;
 };
 
-// arch: rwkv7 | rwkv4; shape names as in the issue (rwkv7: 0.1b 0.4b 1.5b; rwkv4: 169m 430m 1.5b
-// 3b 7b 14b). InvalidArgument lists the known shapes.
+// arch: rwkv7 | rwkv4 | retnet | transnormer; shape names as in the issues (rwkv7: 0.1b 0.4b 1.5b;
+// rwkv4: 169m 430m 1.5b 3b 7b 14b; retnet: small 1.3b; transnormer: 1b). InvalidArgument lists the
+// known shapes.
 absl::StatusOr<RandomModelImage> BuildRandomModel(const std::string& arch, const std::string& shape,
                                                   engine::DType dtype, uint64_t seed);
 

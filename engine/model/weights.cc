@@ -1,6 +1,7 @@
 // WeightLoader.
 #include "engine/model/weights.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -27,13 +28,42 @@ const TensorInfo* WeightLoader::Lookup(const std::string& name, const std::vecto
   return nullptr;
 }
 
+// Every tensor of the file, stored as loaded (vectors widen to f32), fits in one arena sized up
+// front: one allocation instead of hundreds, and no per-tensor rounding to large pages. Tensors a
+// family derives beyond the file's fall back to their own allocations.
+size_t WeightLoader::ArenaBound() const {
+  size_t total = 0;
+  for (const auto& [name, t] : file_.tensors()) {
+    const size_t widened = static_cast<size_t>(t.numel()) * sizeof(float);
+    total += std::max(t.nbytes, widened > t.nbytes && t.numel() < (1 << 20) ? widened : t.nbytes) + 64;
+  }
+  return total;
+}
+
 void* WeightLoader::Store(size_t bytes) {
+  const size_t rounded = (bytes + 63) / 64 * 64;
+  if (arena_ == nullptr && !arena_failed_) {
+    auto buf = backend_.Allocate(ArenaBound());
+    if (buf.ok()) {
+      arena_ = static_cast<char*>(buf->data());
+      arena_left_ = buf->bytes();
+      buffers_.push_back(std::move(*buf));
+    } else {
+      arena_failed_ = true;
+    }
+  }
+  bytes_ += bytes;
+  if (arena_ != nullptr && rounded <= arena_left_) {
+    void* p = arena_;
+    arena_ += rounded;
+    arena_left_ -= rounded;
+    return p;
+  }
   auto buf = backend_.Allocate(bytes);
   if (!buf.ok()) {
     problems_.push_back(std::string(buf.status().message()));
     return nullptr;
   }
-  bytes_ += bytes;
   buffers_.push_back(std::move(*buf));
   return buffers_.back().data();
 }

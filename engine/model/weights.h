@@ -40,6 +40,7 @@ class WeightLoader {
  private:
   const TensorInfo* Lookup(const std::string& name, const std::vector<Shape>& shapes);
   void* Store(size_t bytes);
+  size_t ArenaBound() const;
 
   const SafetensorsFile& file_;
   Backend& backend_;
@@ -47,6 +48,9 @@ class WeightLoader {
   std::vector<std::string> problems_;
   std::vector<DeviceBuffer> buffers_;
   size_t bytes_ = 0;
+  char* arena_ = nullptr;  // next free byte of buffers_[0]
+  size_t arena_left_ = 0;
+  bool arena_failed_ = false;
 };
 
 }  // namespace retain::engine
