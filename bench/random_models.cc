@@ -88,21 +88,30 @@ class ImageBuilder {
 struct Rwkv7Shape { int layers, width, dw, da, dv, dg; };
 struct Rwkv4Shape { int layers, width; };
 
-void AddRwkv7(ImageBuilder& b, const Rwkv7Shape& s) {
-  const int c = s.width, v = 65536, f = 4 * c, h = c / 64;
-  const float lin = 1.7f / std::sqrt(static_cast<float>(c));
+// What RWKV-4 and RWKV-7 checkpoints share: embedding, head, ln0 and ln_out.
+void AddRwkvShared(ImageBuilder& b, int v, int c, float lin) {
   b.Add("emb.weight", {v, c}, 1.0f);
   b.Add("head.weight", {v, c}, lin);
   for (const char* n : {"blocks.0.ln0", "ln_out"}) {
     b.Add(absl::StrCat(n, ".weight"), {c}, 0.1f, 1.0f);
     b.Add(absl::StrCat(n, ".bias"), {c}, 0.1f);
   }
+}
+
+void AddLayerNorms(ImageBuilder& b, const std::string& p, int c) {
+  for (const char* ln : {"ln1", "ln2"}) {
+    b.Add(p + ln + ".weight", {c}, 0.1f, 1.0f);
+    b.Add(p + ln + ".bias", {c}, 0.1f);
+  }
+}
+
+void AddRwkv7(ImageBuilder& b, const Rwkv7Shape& s) {
+  const int c = s.width, v = 65536, f = 4 * c, h = c / 64;
+  const float lin = 1.7f / std::sqrt(static_cast<float>(c));
+  AddRwkvShared(b, v, c, lin);
   for (int l = 0; l < s.layers; ++l) {
     const std::string p = absl::StrCat("blocks.", l, ".");
-    for (const char* ln : {"ln1", "ln2"}) {
-      b.Add(p + ln + ".weight", {c}, 0.1f, 1.0f);
-      b.Add(p + ln + ".bias", {c}, 0.1f);
-    }
+    AddLayerNorms(b, p, c);
     for (const char* x : {"x_r", "x_w", "x_k", "x_v", "x_a", "x_g", "k_k", "k_a"}) b.Add(p + "att." + x, {1, 1, c}, 0.3f, 0.5f);
     for (const char* x : {"w0", "a0", "v0"}) b.Add(p + "att." + x, {1, 1, c}, 0.5f);
     const std::pair<const char*, int> loras[] = {{"w", s.dw}, {"a", s.da}, {"v", s.dv}, {"g", s.dg}};
@@ -123,18 +132,10 @@ void AddRwkv7(ImageBuilder& b, const Rwkv7Shape& s) {
 void AddRwkv4(ImageBuilder& b, const Rwkv4Shape& s) {
   const int c = s.width, v = 50277, f = 4 * c;
   const float lin = 1.7f / std::sqrt(static_cast<float>(c));
-  b.Add("emb.weight", {v, c}, 1.0f);
-  b.Add("head.weight", {v, c}, lin);
-  for (const char* n : {"blocks.0.ln0", "ln_out"}) {
-    b.Add(absl::StrCat(n, ".weight"), {c}, 0.1f, 1.0f);
-    b.Add(absl::StrCat(n, ".bias"), {c}, 0.1f);
-  }
+  AddRwkvShared(b, v, c, lin);
   for (int l = 0; l < s.layers; ++l) {
     const std::string p = absl::StrCat("blocks.", l, ".");
-    for (const char* ln : {"ln1", "ln2"}) {
-      b.Add(p + ln + ".weight", {c}, 0.1f, 1.0f);
-      b.Add(p + ln + ".bias", {c}, 0.1f);
-    }
+    AddLayerNorms(b, p, c);
     b.Add(p + "att.time_decay", {c}, 1.0f, -1.0f);
     b.Add(p + "att.time_first", {c}, 0.5f);
     for (const char* x : {"att.time_mix_k", "att.time_mix_v", "att.time_mix_r", "ffn.time_mix_k", "ffn.time_mix_r"})

@@ -3,6 +3,8 @@
 // sleeping flag) guarantees a sleeper is always woken.
 #include "engine/util/thread_pool.h"
 
+#include "engine/util/denormals.h"
+
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -86,6 +88,7 @@ void ThreadPool::ParallelFor(int64_t n, int64_t grain, absl::FunctionRef<void(in
 }
 
 void ThreadPool::WorkerLoop(int index) {
+  ScopedFlushDenormals ftz;  // workers only ever run engine kernels
   // generation_'s initial value, not a fresh load: a job published before this thread first runs
   // must still count as new, or its caller waits forever for this worker's part.
   uint32_t seen = 0;
