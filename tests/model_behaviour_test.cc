@@ -53,12 +53,7 @@ std::unique_ptr<Model> Load(const std::string& which, int step_tokens = 256, int
   return m.ok() ? std::move(*m) : nullptr;
 }
 
-std::vector<TokenId> RandomTokens(int n, int vocab, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<TokenId> t(n);
-  for (auto& x : t) x = static_cast<TokenId>(rng() % vocab);
-  return t;
-}
+using retain::testing::RandomTokens;
 
 bool SameBytes(const void* a, const void* b, size_t n) { return std::memcmp(a, b, n) == 0; }
 bool SameFloats(const std::vector<float>& a, const std::vector<float>& b) {

@@ -61,12 +61,7 @@ std::unique_ptr<Model> Load(const std::string& which, ComputeForm form, int chun
   return m.ok() ? std::move(*m) : nullptr;
 }
 
-std::vector<TokenId> RandomTokens(int n, int vocab, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<TokenId> t(n);
-  for (auto& x : t) x = static_cast<TokenId>(rng() % vocab);
-  return t;
-}
+using retain::testing::RandomTokens;
 
 struct PrefillRun {
   std::vector<float> logits;  // every token's

@@ -13,6 +13,13 @@
 namespace retain::testing {
 
 using engine::DType;
+
+std::vector<engine::TokenId> RandomTokens(int n, int vocab, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<engine::TokenId> t(n);
+  for (auto& x : t) x = static_cast<engine::TokenId>(rng() % vocab);
+  return t;
+}
 using engine::TensorToWrite;
 
 TensorMap ReadTensors(const std::string& path) {

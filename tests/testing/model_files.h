@@ -8,8 +8,12 @@
 #include <vector>
 
 #include "retain/engine/safetensors.h"
+#include "retain/engine/tokenizer.h"
 
 namespace retain::testing {
+
+// n token ids uniform in [0, vocab), reproducible from seed.
+std::vector<engine::TokenId> RandomTokens(int n, int vocab, uint32_t seed);
 
 using TensorMap = std::map<std::string, engine::TensorToWrite>;
 
