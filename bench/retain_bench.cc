@@ -99,7 +99,6 @@ absl::Status Run(const Options& o) {
 
   // Model: random image in memory -> the real loader -> image freed.
   RETAIN_ASSIGN_OR_RETURN(RandomModelImage image, BuildRandomModel(o.arch, o.shape, dtype, 1234));
-  const RandomModelImage names{{}, {}, image.embedding, image.head, image.tied};
   std::string config_dir;
   if (!image.config_json.empty()) {  // families that need config.json get it in a temp directory
     char tmpl[] = "/tmp/retain-bench-XXXXXX";
@@ -112,10 +111,10 @@ absl::Status Run(const Options& o) {
   int vocab = 0;
   for (const auto& [name, t] : weights->tensors()) {
     weight_bytes += t.nbytes;
-    if (name == names.embedding) {
+    if (name == image.embedding) {
       emb_row_bytes = static_cast<double>(t.nbytes) / t.shape[0];
       vocab = static_cast<int>(t.shape[0]);
-      if (names.tied) {
+      if (image.tied) {
         matrix_params += static_cast<double>(t.numel());
         head_params = static_cast<double>(t.numel());
       }
@@ -123,7 +122,7 @@ absl::Status Run(const Options& o) {
     }
     if (t.shape.size() == 2 && t.shape[0] > 1 && t.shape[1] > 1 && name.find("r_k") == std::string::npos) {
       matrix_params += static_cast<double>(t.numel());
-      if (name == names.head) head_params = static_cast<double>(t.numel());
+      if (name == image.head) head_params = static_cast<double>(t.numel());
     }
   }
   const double emb_bytes = emb_row_bytes * vocab;
@@ -182,9 +181,9 @@ absl::Status Run(const Options& o) {
 
   const double tokens_per_pass = decode ? o.batch : std::min<double>(static_cast<double>(o.batch) * o.prompt_tokens, o.step_tokens);
   const double seqs_per_pass = decode ? o.batch : std::max(1.0, tokens_per_pass / o.prompt_tokens);
-  const double tied_head_bytes = names.tied && decode ? emb_bytes : 0;
+  const double tied_head_bytes = image.tied && decode ? emb_bytes : 0;
   const double pass_bytes = weight_bytes - emb_bytes + tied_head_bytes + seqs_per_pass * emb_row_bytes +
-                            (decode || names.tied ? 0 : -head_params * engine::DTypeSize(dtype)) + seqs_per_pass * 2.0 * state_bytes;
+                            (decode || image.tied ? 0 : -head_params * engine::DTypeSize(dtype)) + seqs_per_pass * 2.0 * state_bytes;
   const double params_per_token = matrix_params - (decode ? 0 : head_params);
   const double bw_limit = tokens_per_pass * limits.read_gbps * 1e9 / pass_bytes;
   const double compute_limit = limits.fma_gflops * 1e9 / (2 * params_per_token);

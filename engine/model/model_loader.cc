@@ -9,10 +9,6 @@
 namespace retain::engine {
 
 absl::StatusOr<std::unique_ptr<Model>> LoadModel(const std::string& dir, const ModelOptions& options) {
-  if (options.max_step_tokens < 1 || options.max_step_tokens > 65536) {
-    return absl::InvalidArgumentError(absl::StrCat("max_step_tokens must be in [1, 65536], got ",
-                                                   options.max_step_tokens));
-  }
   RETAIN_ASSIGN_OR_RETURN(auto file, SafetensorsFile::Open(absl::StrCat(dir, "/model.safetensors")));
   return LoadModelFromWeights(*file, dir, options);
 }

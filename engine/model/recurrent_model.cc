@@ -46,15 +46,13 @@ absl::Status Model::Decode(absl::Span<const TokenId> tokens, absl::Span<void* co
 absl::Status RecurrentModel::InitCommon(std::vector<float> initial_state) {
   initial_state_ = std::move(initial_state);
   const int r = options_.max_step_tokens;
-  x_ = Scratch(config_.n_embd);
+  RETAIN_RETURN_IF_ERROR(Scratch(config_.n_embd, {&x_}));
   RETAIN_ASSIGN_OR_RETURN(DeviceBuffer lx, backend_->Allocate(sizeof(float) * kLogitBlock * config_.n_embd));
   RETAIN_ASSIGN_OR_RETURN(DeviceBuffer lb, backend_->Allocate(sizeof(float) * kLogitBlock * config_.vocab_size));
   logit_x_ = lx.f32();
   logit_buf_ = lb.f32();
   scratch_.push_back(std::move(lx));
   scratch_.push_back(std::move(lb));
-  for (float* p : {x_, logit_x_, logit_buf_})
-    if (p == nullptr) return absl::ResourceExhaustedError("cannot allocate the step workspace");
   step_tokens_.reserve(r);
   step_row_begin_.reserve(r + 1);
   step_states_.reserve(r);
@@ -63,12 +61,13 @@ absl::Status RecurrentModel::InitCommon(std::vector<float> initial_state) {
   return absl::OkStatus();
 }
 
-float* RecurrentModel::Scratch(size_t width) {
-  auto buf = backend_->Allocate(sizeof(float) * width * options_.max_step_tokens);
-  if (!buf.ok()) return nullptr;
-  float* p = buf->f32();
-  scratch_.push_back(std::move(*buf));
-  return p;
+absl::Status RecurrentModel::Scratch(size_t width, std::initializer_list<float**> buffers) {
+  for (float** p : buffers) {
+    RETAIN_ASSIGN_OR_RETURN(DeviceBuffer buf, backend_->Allocate(sizeof(float) * width * options_.max_step_tokens));
+    *p = buf.f32();
+    scratch_.push_back(std::move(buf));
+  }
+  return absl::OkStatus();
 }
 
 void RecurrentModel::StatePointers(const Step& step, size_t offset, std::vector<float*>& out) const {

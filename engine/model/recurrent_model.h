@@ -6,6 +6,7 @@
 // the backend parallelises inside each op.
 #pragma once
 
+#include <initializer_list>
 #include <memory>
 #include <vector>
 
@@ -37,8 +38,9 @@ class RecurrentModel : public Model {
 
   // Called once by the family's loader after its layers are set: sizes the step workspace.
   absl::Status InitCommon(std::vector<float> initial_state);
-  // Allocates an activation buffer of `width` floats per step row.
-  float* Scratch(size_t width);
+  // Points each of `buffers` at a new activation buffer of `width` floats per step row;
+  // ResourceExhausted when the backend is out of memory.
+  absl::Status Scratch(size_t width, std::initializer_list<float**> buffers);
   // Pointers to (state block + offset floats) for each sequence of the step, in `out`.
   void StatePointers(const Step& step, size_t offset, std::vector<float*>& out) const;
 

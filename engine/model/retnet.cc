@@ -205,10 +205,7 @@ absl::Status RetNetModel::Load(const SafetensorsFile& file) {
   } bufs[] = {{&h_, d}, {&q_, kw}, {&k_, kw}, {&v_, vw}, {&g_, vw}, {&o_, vw}, {&tmp_, d},
               {&f1_, config_.dim_ffn}, {&f2_, config_.dim_ffn}, {&cos_, config_.head_size / 2},
               {&sin_, config_.head_size / 2}};
-  for (const auto& b : bufs) {
-    *b.p = Scratch(std::max(b.width, 1));
-    if (*b.p == nullptr) return absl::ResourceExhaustedError("cannot allocate the step workspace");
-  }
+  for (const auto& b : bufs) RETAIN_RETURN_IF_ERROR(Scratch(std::max(b.width, 1), {b.p}));
   return InitScalarDecay(std::vector<int>(config_.n_layer, config_.head_size));
 }
 

@@ -77,12 +77,8 @@ absl::Status Rwkv4Model::Load(const SafetensorsFile& file) {
   }
   RETAIN_RETURN_IF_ERROR(w.Finish());
   weights_ = w.TakeBuffers();
-  for (float** p : {&xa_, &prev_, &xk_, &xv_, &xr_, &r_, &k_, &v_, &wkv_, &tmp_}) {
-    *p = Scratch(c);
-    if (*p == nullptr) return absl::ResourceExhaustedError("cannot allocate the step workspace");
-  }
-  ffn_ = Scratch(f);
-  if (ffn_ == nullptr) return absl::ResourceExhaustedError("cannot allocate the step workspace");
+  RETAIN_RETURN_IF_ERROR(Scratch(c, {&xa_, &prev_, &xk_, &xv_, &xr_, &r_, &k_, &v_, &wkv_, &tmp_}));
+  RETAIN_RETURN_IF_ERROR(Scratch(f, {&ffn_}));
   for (auto* v : {&aa_, &bb_, &pp_, &ptrs_}) v->reserve(options_.max_step_tokens);
   std::vector<float> init(Offset(config_.n_layer, kAttX), 0.0f);
   for (int l = 0; l < config_.n_layer; ++l)

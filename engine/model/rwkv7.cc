@@ -104,14 +104,10 @@ absl::Status Rwkv7Model::Load(const SafetensorsFile& file) {
   weights_ = w.TakeBuffers();
 
   const int lora = std::max({dw, da, dv, dg, 1});
-  for (float** p : {&xa_, &prev_, &xr_, &xw_, &xk_, &xv_, &xq_, &xg_, &r_, &k_, &v_, &wz_, &az_,
-                    &vz_, &g_, &b_, &y_, &v_first_, &tmp_}) {
-    *p = Scratch(c);
-    if (*p == nullptr) return absl::ResourceExhaustedError("cannot allocate the step workspace");
-  }
-  lora_ = Scratch(lora);
-  ffn_ = Scratch(f);
-  if (lora_ == nullptr || ffn_ == nullptr) return absl::ResourceExhaustedError("cannot allocate the step workspace");
+  RETAIN_RETURN_IF_ERROR(Scratch(c, {&xa_, &prev_, &xr_, &xw_, &xk_, &xv_, &xq_, &xg_, &r_, &k_, &v_,
+                                     &wz_, &az_, &vz_, &g_, &b_, &y_, &v_first_, &tmp_}));
+  RETAIN_RETURN_IF_ERROR(Scratch(lora, {&lora_}));
+  RETAIN_RETURN_IF_ERROR(Scratch(f, {&ffn_}));
   ptrs_.reserve(options_.max_step_tokens);
   return InitCommon(std::vector<float>(LayerFloats() * config_.n_layer, 0.0f));
 }

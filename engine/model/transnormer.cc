@@ -109,18 +109,11 @@ absl::Status TransNormerModel::Load(const SafetensorsFile& file) {
   RETAIN_RETURN_IF_ERROR(w.Finish());
   weights_ = w.TakeBuffers();
 
-  for (float** p : {&h_, &q_, &k_, &v_, &u_, &o_, &tmp_}) {
-    *p = Scratch(d);
-    if (*p == nullptr) return absl::ResourceExhaustedError("cannot allocate the step workspace");
-  }
-  f1_ = Scratch(f);
-  f2_ = Scratch(f);
-  if (f1_ == nullptr || f2_ == nullptr) return absl::ResourceExhaustedError("cannot allocate the step workspace");
+  RETAIN_RETURN_IF_ERROR(Scratch(d, {&h_, &q_, &k_, &v_, &u_, &o_, &tmp_}));
+  RETAIN_RETURN_IF_ERROR(Scratch(f, {&f1_, &f2_}));
   if (any_lrpe) {
-    for (float** p : {&q2_, &k2_}) *p = Scratch(2 * static_cast<size_t>(d));
-    for (float** p : {&cos_, &sin_}) *p = Scratch(d);
-    for (float* p : {q2_, k2_, cos_, sin_})
-      if (p == nullptr) return absl::ResourceExhaustedError("cannot allocate the step workspace");
+    RETAIN_RETURN_IF_ERROR(Scratch(2 * static_cast<size_t>(d), {&q2_, &k2_}));
+    RETAIN_RETURN_IF_ERROR(Scratch(d, {&cos_, &sin_}));
   }
   return InitScalarDecay(key_sizes);
 }

@@ -34,8 +34,9 @@ const TensorInfo* WeightLoader::Lookup(const std::string& name, const std::vecto
 size_t WeightLoader::ArenaBound() const {
   size_t total = 0;
   for (const auto& [name, t] : file_.tensors()) {
-    const size_t widened = static_cast<size_t>(t.numel()) * sizeof(float);
-    total += std::max(t.nbytes, widened > t.nbytes && t.numel() < (1 << 20) ? widened : t.nbytes) + 64;
+    // Small tensors may be loaded as f32 vectors; matrices keep their stored dtype.
+    const bool may_widen = t.numel() < (1 << 20);
+    total += (may_widen ? std::max(t.nbytes, static_cast<size_t>(t.numel()) * sizeof(float)) : t.nbytes) + 64;
   }
   return total;
 }
