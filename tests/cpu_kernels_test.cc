@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "engine/kernels/cpu/simd_kernels.h"
+#include "engine/kernels/pack.h"
 #include "engine/kernels/reference/ops.h"
 #include "gtest/gtest.h"
 
@@ -23,9 +24,11 @@ std::vector<Isa> Isas() {
 }
 
 struct Weights {
-  std::vector<float> f32;  // the values the stored weights represent
+  std::vector<float> f32;  // the values the stored weights represent, row-major
   std::vector<uint16_t> half;
-  const void* data(DType t) const { return t == DType::kF32 ? static_cast<const void*>(f32.data()) : half.data(); }
+  std::vector<float> packed_f32;  // the stored weights in MatrixLayout::kPanels
+  std::vector<uint16_t> packed_half;
+  MatrixRef packed;
 };
 
 Weights MakeWeights(int n, int k, DType t, std::mt19937& rng) {
@@ -42,8 +45,18 @@ Weights MakeWeights(int n, int k, DType t, std::mt19937& rng) {
       w.f32[i] = t == DType::kF16 ? engine::F16ToFloat(w.half[i]) : engine::BF16ToFloat(w.half[i]);
     }
   }
+  const size_t stored = StoredElements(MatrixLayout::kPanels, n, k);
+  if (t == DType::kF32) {
+    w.packed_f32.resize(stored);
+    w.packed = PackPanels(w.f32.data(), t, n, k, w.packed_f32.data());
+  } else {
+    w.packed_half.resize(stored);
+    w.packed = PackPanels(w.half.data(), t, n, k, w.packed_half.data());
+  }
   return w;
 }
+
+int Panels(int n) { return (n + kPackRows - 1) / kPackRows; }
 
 class CpuKernels : public ::testing::TestWithParam<Isa> {
  protected:
@@ -53,7 +66,7 @@ class CpuKernels : public ::testing::TestWithParam<Isa> {
 TEST_P(CpuKernels, MatMulMatchesReference) {
   std::mt19937 rng(1);
   std::normal_distribution<float> d;
-  static float panel[kPanelRows * kPanelCols];
+  static float scratch[kPackRows * kMatMulBlockK];
   for (DType t : {DType::kF32, DType::kF16, DType::kBF16}) {
     for (int m : {1, 2, 3, 5, 17}) {
       for (int n : {1, 5, 67, 130}) {
@@ -61,8 +74,8 @@ TEST_P(CpuKernels, MatMulMatchesReference) {
           Weights w = MakeWeights(n, kk, t, rng);
           std::vector<float> x(static_cast<size_t>(m) * kk), got(m * n), want(m * n);
           for (float& v : x) v = d(rng);
-          MatMulArgs a{x.data(), m, {t, n, kk, w.data(t)}, got.data()};
-          k().matmul_rows(a, 0, n, panel);
+          MatMulArgs a{x.data(), m, w.packed, got.data()};
+          k().matmul_panels(a, 0, Panels(n), scratch);
           MatMulArgs r{x.data(), m, {DType::kF32, n, kk, w.f32.data()}, want.data()};
           reference::MatMul(r);
           for (int i = 0; i < m; ++i) {
@@ -82,20 +95,23 @@ TEST_P(CpuKernels, MatMulMatchesReference) {
 
 TEST_P(CpuKernels, MatMulRowResultsDoNotDependOnBatchSize) {
   // A session's logits must be the same alone or batched: every row is computed identically
-  // whichever path (direct or widened panel) its batch size selects.
+  // whichever tile height, K blocking and widening its batch size selects.
   std::mt19937 rng(2);
   std::normal_distribution<float> d;
-  static float panel[kPanelRows * kPanelCols];
+  static float scratch[kPackRows * kMatMulBlockK];
   for (DType t : {DType::kF32, DType::kF16, DType::kBF16}) {
     for (int kk : {7, 24, 40, 600}) {
-      const int n = 70, m = 9;
+      const int n = 70, rows = 14;
       Weights w = MakeWeights(n, kk, t, rng);
-      std::vector<float> x(static_cast<size_t>(m) * kk), all(m * n), one(n);
+      std::vector<float> x(static_cast<size_t>(rows) * kk), alone(rows * n), batched(rows * n);
       for (float& v : x) v = d(rng);
-      k().matmul_rows({x.data(), m, {t, n, kk, w.data(t)}, all.data()}, 0, n, panel);
-      for (int i = 0; i < m; ++i) {
-        k().matmul_rows({x.data() + i * kk, 1, {t, n, kk, w.data(t)}, one.data()}, 0, n, panel);
-        for (int j = 0; j < n; ++j) ASSERT_EQ(one[j], all[i * n + j]) << "k " << kk << " row " << i;
+      for (int i = 0; i < rows; ++i)
+        k().matmul_panels({x.data() + i * kk, 1, w.packed, alone.data() + i * n}, 0, Panels(n), scratch);
+      for (int m = 2; m <= rows; ++m) {
+        k().matmul_panels({x.data(), m, w.packed, batched.data()}, 0, Panels(n), scratch);
+        for (int i = 0; i < m; ++i)
+          for (int j = 0; j < n; ++j)
+            ASSERT_EQ(alone[i * n + j], batched[i * n + j]) << "k " << kk << " batch " << m << " row " << i;
       }
     }
   }

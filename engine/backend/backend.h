@@ -43,6 +43,16 @@ class Backend {
   virtual void CopyToHost(void* host_dst, const void* src, size_t bytes) = 0;
   virtual void Copy(void* dst, const void* src, size_t bytes) = 0;  // within the device
 
+  // Weight matrices for MatMul (and Embedding), in the layout this backend's kernels read best:
+  // MatrixBytes of backend memory at dst receive the row-major host matrix.
+  virtual size_t MatrixBytes(DType dtype, int rows, int cols) const {
+    return kernels::StoredElements(kernels::MatrixLayout::kRowMajor, rows, cols) * DTypeSize(dtype);
+  }
+  virtual MatrixRef UploadMatrix(const void* host, DType dtype, int rows, int cols, void* dst) {
+    CopyToDevice(dst, host, MatrixBytes(dtype, rows, cols));
+    return MatrixRef{dtype, rows, cols, dst};
+  }
+
   // Ops (row-major f32 activations; see kernel_args.h for the exact contract of each).
   virtual void Embedding(const MatrixRef& emb, const TokenId* host_tokens, int rows, float* out) = 0;
   virtual void LayerNorm(const float* x, int rows, int width, const float* w, const float* b,

@@ -10,6 +10,7 @@
 #include "engine/kernels/cpu/isa.h"
 #include "engine/kernels/cpu/matmul.h"
 #include "engine/kernels/cpu/simd_kernels.h"
+#include "engine/kernels/pack.h"
 #include "engine/kernels/reference/ops.h"
 #include "engine/kernels/reference/retention.h"
 #include "engine/util/thread_pool.h"
@@ -39,6 +40,12 @@ class CpuBackend final : public Backend {
   void CopyToDevice(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
   void CopyToHost(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
   void Copy(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
+  size_t MatrixBytes(DType dtype, int rows, int cols) const override {
+    return kernels::StoredElements(kernels::MatrixLayout::kPanels, rows, cols) * DTypeSize(dtype);
+  }
+  MatrixRef UploadMatrix(const void* host, DType dtype, int rows, int cols, void* dst) override {
+    return kernels::PackPanels(host, dtype, rows, cols, dst);
+  }
 
   void Embedding(const MatrixRef& emb, const TokenId* tokens, int rows, float* out) override {
     ref::Embedding(emb, tokens, rows, out);
@@ -50,7 +57,11 @@ class CpuBackend final : public Backend {
       simd_.layer_norm(x + off, static_cast<int>(end - begin), width, w, b, eps, y + off);
     });
   }
-  void MatMul(const kernels::MatMulArgs& args) override { kernels::cpu::MatMul(args, simd_, pool_); }
+  void MatMul(const kernels::MatMulArgs& args) override {
+    // Matrices not uploaded through UploadMatrix stay correct, only slow.
+    if (args.w.layout != kernels::MatrixLayout::kPanels) return ref::MatMul(args);
+    kernels::cpu::MatMul(args, simd_, pool_);
+  }
   void TokenShift(const kernels::TokenShiftArgs& args) override { ref::TokenShift(args); }
   void MixDelta(const float* x, const float* prev, const float* c, int rows, int width,
                 float* out) override {

@@ -4,6 +4,7 @@
 // reached through one pointer per sequence (slots need not be contiguous).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "retain/engine/dtype.h"
@@ -12,13 +13,34 @@ namespace retain::kernels {
 
 using engine::DType;
 
-// A weight matrix in nn.Linear layout [rows = out, cols = in], stored as dtype, row-major.
+enum class MatrixLayout {
+  kRowMajor,  // element (r, c) at r·cols + c
+  // Rows in panels of kPackRows, each panel column-major: element (r, c) at
+  // (r / kPackRows · cols + c) · kPackRows + r % kPackRows; the last panel is zero-padded. A
+  // product then reads one contiguous stream per panel and needs no horizontal sums.
+  kPanels,
+};
+constexpr int kPackRows = 64;
+
+// A weight matrix of nn.Linear shape [rows = out, cols = in], stored as dtype in `layout`.
 struct MatrixRef {
   DType dtype = DType::kF32;
   int rows = 0;
   int cols = 0;
   const void* data = nullptr;
+  MatrixLayout layout = MatrixLayout::kRowMajor;
 };
+
+inline size_t ElementIndex(const MatrixRef& m, size_t r, size_t c) {
+  if (m.layout == MatrixLayout::kRowMajor) return r * m.cols + c;
+  return (r / kPackRows * m.cols + c) * kPackRows + r % kPackRows;
+}
+
+// Elements a matrix of this shape occupies in a layout (panels round rows up).
+inline size_t StoredElements(MatrixLayout layout, int rows, int cols) {
+  const size_t r = layout == MatrixLayout::kRowMajor ? rows : (rows + kPackRows - 1) / kPackRows * kPackRows;
+  return r * static_cast<size_t>(cols);
+}
 
 struct SeqRows {
   int num_seqs = 0;

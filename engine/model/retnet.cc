@@ -83,7 +83,8 @@ absl::Status RetNetModel::LoadTorchscale(const SafetensorsFile& file, WeightLoad
   const bool lg = legacy();
   const std::vector<Shape> vec_d = {{d}};
   auto bias = [&](const std::string& name, int n) { return lg ? w.Vector(name, n, {{n}}) : nullptr; };
-  emb_ = w.Linear(p + "embed_tokens.weight", v, d);
+  // Tied: the head's layout serves both (Embedding reads any layout).
+  emb_ = config_.tie_embeddings ? w.Linear(p + "embed_tokens.weight", v, d) : w.Table(p + "embed_tokens.weight", v, d);
   if (config_.tie_embeddings) {
     head_ = emb_;
     RETAIN_RETURN_IF_ERROR(CheckTiedHead(file, p + "embed_tokens.weight", p + "output_projection.weight", w));
@@ -148,7 +149,8 @@ absl::Status RetNetModel::LoadFla(const SafetensorsFile& file, WeightLoader& w) 
   const int d = config_.n_embd, v = config_.vocab_size, f = config_.dim_ffn;
   const int kw = config_.n_head * config_.head_size, vw = config_.n_head * config_.value_head_size;
   const std::vector<Shape> vec_d = {{d}};
-  emb_ = w.Linear("model.embeddings.weight", v, d);
+  // Tied: the head's layout serves both (Embedding reads any layout).
+  emb_ = config_.tie_embeddings ? w.Linear("model.embeddings.weight", v, d) : w.Table("model.embeddings.weight", v, d);
   if (config_.tie_embeddings) {
     head_ = emb_;
     RETAIN_RETURN_IF_ERROR(CheckTiedHead(file, "model.embeddings.weight", "lm_head.weight", w));
@@ -177,11 +179,8 @@ absl::Status RetNetModel::LoadFla(const SafetensorsFile& file, WeightLoader& w) 
       L.ffn_act = w.Linear(q + "mlp.gate_proj.weight", f, d);
       L.ffn_lin = w.Linear(q + "mlp.up_proj.weight", f, d);
     } else {  // 2024 uploads: one [2F, d] tensor, rows 0..F−1 the silu gate, F..2F−1 the up branch
-      const MatrixRef fused = w.Linear(q + "mlp.gate_proj.weight", 2 * f, d);
-      L.ffn_act = {fused.dtype, f, d, fused.data};
-      L.ffn_lin = {fused.dtype, f, d,
-                   fused.data == nullptr ? nullptr
-                                         : static_cast<const char*>(fused.data) + static_cast<size_t>(f) * d * DTypeSize(fused.dtype)};
+      L.ffn_act = w.LinearRows(q + "mlp.gate_proj.weight", 2 * f, d, 0, f);
+      L.ffn_lin = w.LinearRows(q + "mlp.gate_proj.weight", 2 * f, d, f, f);
     }
     L.ffn_out = w.Linear(q + "mlp.down_proj.weight", d, f);
     layers_.push_back(L);

@@ -48,7 +48,7 @@ absl::Status Rwkv7Model::Load(const SafetensorsFile& file) {
   WeightLoader w(file, *backend_);
   const std::vector<Shape> vec = {{c}};
   const std::vector<Shape> vec3 = {{1, 1, c}, {c}};
-  emb_ = w.Linear("emb.weight", v, c);
+  emb_ = w.Table("emb.weight", v, c);
   head_ = w.Linear("head.weight", v, c);
   ln0_w_ = w.Vector("blocks.0.ln0.weight", c, vec);
   ln0_b_ = w.Vector("blocks.0.ln0.bias", c, vec);

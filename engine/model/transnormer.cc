@@ -71,7 +71,8 @@ absl::Status TransNormerModel::Load(const SafetensorsFile& file) {
   const int d = config_.n_embd, v = config_.vocab_size, f = config_.dim_ffn;
   const int heads = config_.n_head, dh = config_.head_size, n_layer = config_.n_layer;
   WeightLoader w(file, *backend_);
-  emb_ = w.Linear("model.embed_tokens.weight", v, d);
+  // Tied: the head's layout serves both (Embedding reads any layout).
+  emb_ = config_.tie_embeddings ? w.Linear("model.embed_tokens.weight", v, d) : w.Table("model.embed_tokens.weight", v, d);
   if (config_.tie_embeddings) {
     head_ = emb_;
     RETAIN_RETURN_IF_ERROR(CheckTiedHead(file, "model.embed_tokens.weight", "lm_head.weight", w));
@@ -84,13 +85,8 @@ absl::Status TransNormerModel::Load(const SafetensorsFile& file) {
   for (int l = 0; l < n_layer; ++l) {
     const std::string p = absl::StrCat("model.layers.", l, ".");
     TransNormerLayer L;
-    const MatrixRef qkvu = w.Linear(p + "token_mixer.qkvu_proj.weight", 4 * d, d);
     MatrixRef* parts[] = {&L.wq, &L.wk, &L.wv, &L.wu};  // output chunks in this order
-    for (int i = 0; i < 4; ++i) {
-      *parts[i] = {qkvu.dtype, d, d,
-                   qkvu.data == nullptr ? nullptr
-                                        : static_cast<const char*>(qkvu.data) + static_cast<size_t>(i) * d * d * DTypeSize(qkvu.dtype)};
-    }
+    for (int i = 0; i < 4; ++i) *parts[i] = w.LinearRows(p + "token_mixer.qkvu_proj.weight", 4 * d, d, i * d, d);
     L.out = w.Linear(p + "token_mixer.out_proj.weight", d, d);
     L.l1 = w.Linear(p + "channel_mixer.l1.weight", f, d);
     L.l2 = w.Linear(p + "channel_mixer.l2.weight", f, d);

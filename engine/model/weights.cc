@@ -35,8 +35,12 @@ size_t WeightLoader::ArenaBound() const {
   size_t total = 0;
   for (const auto& [name, t] : file_.tensors()) {
     // Small tensors may be loaded as f32 vectors; matrices keep their stored dtype.
+    // A matrix's layout may pad its rows (kPackRows - 1 more, of either dimension, for each of up
+    // to four parts a fused matrix is split into).
     const bool may_widen = t.numel() < (1 << 20);
-    total += (may_widen ? std::max(t.nbytes, static_cast<size_t>(t.numel()) * sizeof(float)) : t.nbytes) + 64;
+    const int64_t widest = t.shape.empty() ? 0 : *std::max_element(t.shape.begin(), t.shape.end());
+    const size_t padding = t.shape.size() == 2 ? 4 * (kernels::kPackRows - 1) * widest * DTypeSize(t.dtype) : 0;
+    total += (may_widen ? std::max(t.nbytes, static_cast<size_t>(t.numel()) * sizeof(float)) : t.nbytes) + padding + 64;
   }
   return total;
 }
@@ -70,12 +74,16 @@ void* WeightLoader::Store(size_t bytes) {
 }
 
 MatrixRef WeightLoader::Linear(const std::string& name, int out, int in) {
+  return LinearRows(name, out, in, 0, out);
+}
+
+MatrixRef WeightLoader::LinearRows(const std::string& name, int out, int in, int row0, int rows) {
   const TensorInfo* t = Lookup(name, {{out, in}});
   if (t == nullptr) return {};
-  void* dst = Store(t->nbytes);
+  void* dst = Store(backend_.MatrixBytes(t->dtype, rows, in));
   if (dst == nullptr) return {};
-  backend_.CopyToDevice(dst, t->data, t->nbytes);
-  return MatrixRef{t->dtype, out, in, dst};
+  const size_t row_bytes = static_cast<size_t>(in) * DTypeSize(t->dtype);
+  return backend_.UploadMatrix(static_cast<const char*>(t->data) + row0 * row_bytes, t->dtype, rows, in, dst);
 }
 
 MatrixRef WeightLoader::LoraFactor(const std::string& name, int in, int out) {
@@ -87,10 +95,18 @@ MatrixRef WeightLoader::LoraFactor(const std::string& name, int in, int out) {
   for (int i = 0; i < in; ++i)
     for (int o = 0; o < out; ++o)
       std::memcpy(&host[(static_cast<size_t>(o) * in + i) * esize], src + (static_cast<size_t>(i) * out + o) * esize, esize);
-  void* dst = Store(host.size());
+  void* dst = Store(backend_.MatrixBytes(t->dtype, out, in));
   if (dst == nullptr) return {};
-  backend_.CopyToDevice(dst, host.data(), host.size());
-  return MatrixRef{t->dtype, out, in, dst};
+  return backend_.UploadMatrix(host.data(), t->dtype, out, in, dst);
+}
+
+MatrixRef WeightLoader::Table(const std::string& name, int rows, int width) {
+  const TensorInfo* t = Lookup(name, {{rows, width}});
+  if (t == nullptr) return {};
+  void* dst = Store(t->nbytes);
+  if (dst == nullptr) return {};
+  backend_.CopyToDevice(dst, t->data, t->nbytes);
+  return MatrixRef{t->dtype, rows, width, dst};
 }
 
 std::vector<float> WeightLoader::HostVector(const std::string& name, int n,

@@ -20,10 +20,15 @@ class WeightLoader {
  public:
   WeightLoader(const SafetensorsFile& file, Backend& backend) : file_(file), backend_(backend) {}
 
-  // A matrix stored in nn.Linear layout [out, in], kept in its stored dtype.
+  // A matrix stored in nn.Linear layout [out, in], kept in its stored dtype, laid out for the
+  // backend's MatMul.
   MatrixRef Linear(const std::string& name, int out, int in);
+  // Rows [row0, row0 + rows) of a fused [out, in] matrix, as a matrix of their own.
+  MatrixRef LinearRows(const std::string& name, int out, int in, int row0, int rows);
   // A LoRA factor stored [in, out] (used as x @ W): transposed at load into [out, in].
   MatrixRef LoraFactor(const std::string& name, int in, int out);
+  // An embedding table [rows, width], row-major: Embedding gathers rows from it.
+  MatrixRef Table(const std::string& name, int rows, int width);
   // `n` values widened to f32, stored under any of `shapes` (e.g. [n] or [1, 1, n]).
   std::vector<float> HostVector(const std::string& name, int n, const std::vector<Shape>& shapes);
   // HostVector uploaded to the backend.

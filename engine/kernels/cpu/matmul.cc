@@ -5,11 +5,10 @@ namespace retain::kernels::cpu {
 
 void MatMul(const MatMulArgs& a, const SimdKernels& kernels, engine::ThreadPool& pool) {
   const int n = a.w.rows;
-  const int panels = (n + kPanelRows - 1) / kPanelRows;
+  const int panels = (n + kPackRows - 1) / kPackRows;
   pool.ParallelFor(panels, 1, [&](int64_t begin, int64_t end) {
-    alignas(64) thread_local float panel[kPanelRows * kPanelCols];
-    kernels.matmul_rows(a, static_cast<int>(begin) * kPanelRows,
-                        std::min<int>(n, static_cast<int>(end) * kPanelRows), panel);
+    alignas(64) thread_local float scratch[kPackRows * kMatMulBlockK];
+    kernels.matmul_panels(a, static_cast<int>(begin), static_cast<int>(end), scratch);
   });
 }
 

@@ -12,17 +12,16 @@
 namespace retain::kernels::cpu {
 
 struct SimdKernels {
-  // y[m, j] for j in [j0, j1), all m: weight rows j0..j1 meet every x row. `panel` is scratch of
-  // kPanelRows × kPanelCols floats for widening low-precision weights when m is large.
-  void (*matmul_rows)(const MatMulArgs& args, int j0, int j1, float* panel);
+  // y[m, j] for the rows j of panels [p0, p1) of a MatrixLayout::kPanels W, every m. `scratch`
+  // holds kPackRows × kMatMulBlockK floats, for widening low-precision weights when m is large.
+  void (*matmul_panels)(const MatMulArgs& args, int p0, int p1, float* scratch);
   // Wkv7 for one (sequence, head); requires head_size % 16 == 0 (else use the reference).
   void (*wkv7_head)(const Wkv7Args& args, int seq, int head);
   void (*layer_norm)(const float* x, int rows, int width, const float* w, const float* b, float eps,
                      float* y);
 };
 
-constexpr int kPanelRows = 64;
-constexpr int kPanelCols = 512;  // the K block
+constexpr int kMatMulBlockK = 256;  // a widened panel block, 64 KiB, stays in L2
 
 const SimdKernels& KernelsFor(Isa isa);
 

@@ -10,8 +10,8 @@ namespace retain::kernels::reference {
 
 void Embedding(const MatrixRef& emb, const engine::TokenId* tokens, int rows, float* out) {
   for (int t = 0; t < rows; ++t) {
-    const size_t base = static_cast<size_t>(tokens[t]) * emb.cols;
-    for (int c = 0; c < emb.cols; ++c) out[t * emb.cols + c] = LoadAsFloat(emb.data, emb.dtype, base + c);
+    for (int c = 0; c < emb.cols; ++c)
+      out[t * emb.cols + c] = LoadAsFloat(emb.data, emb.dtype, ElementIndex(emb, tokens[t], c));
   }
 }
 
@@ -35,7 +35,7 @@ void MatMul(const MatMulArgs& a) {
   const int n = a.w.rows, k = a.w.cols;
   std::vector<float> row(k);
   for (int j = 0; j < n; ++j) {
-    for (int c = 0; c < k; ++c) row[c] = LoadAsFloat(a.w.data, a.w.dtype, static_cast<size_t>(j) * k + c);
+    for (int c = 0; c < k; ++c) row[c] = LoadAsFloat(a.w.data, a.w.dtype, ElementIndex(a.w, j, c));
     for (int i = 0; i < a.m; ++i) {
       const float* x = a.x + static_cast<size_t>(i) * k;
       float acc = 0;
