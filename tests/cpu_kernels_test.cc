@@ -10,18 +10,12 @@
 #include "engine/kernels/pack.h"
 #include "engine/kernels/reference/ops.h"
 #include "gtest/gtest.h"
+#include "tests/testing/isas.h"
 
 namespace retain::kernels::cpu {
 namespace {
 
 using engine::DType;
-
-std::vector<Isa> Isas() {
-  std::vector<Isa> v;
-  for (Isa i : {Isa::kGeneric, Isa::kAvx2, Isa::kAvx512})
-    if (i <= DetectedIsa()) v.push_back(i);
-  return v;
-}
 
 struct Weights {
   std::vector<float> f32;  // the values the stored weights represent, row-major
@@ -58,10 +52,7 @@ Weights MakeWeights(int n, int k, DType t, std::mt19937& rng) {
 
 int Panels(int n) { return (n + kPackRows - 1) / kPackRows; }
 
-class CpuKernels : public ::testing::TestWithParam<Isa> {
- protected:
-  const SimdKernels& k() const { return KernelsFor(GetParam()); }
-};
+using CpuKernels = testing::IsaTest;
 
 TEST_P(CpuKernels, MatMulMatchesReference) {
   std::mt19937 rng(1);
@@ -176,8 +167,7 @@ TEST_P(CpuKernels, LayerNormMatchesReference) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Isas, CpuKernels, ::testing::ValuesIn(Isas()),
-                         [](const auto& info) { return std::string(IsaName(info.param)); });
+INSTANTIATE_TEST_SUITE_P(Isas, CpuKernels, ::testing::ValuesIn(testing::RunnableIsas()), testing::IsaTestName);
 
 }  // namespace
 }  // namespace retain::kernels::cpu

@@ -65,18 +65,33 @@ class CpuBackend final : public Backend {
   void TokenShift(const kernels::TokenShiftArgs& args) override { ref::TokenShift(args); }
   void MixDelta(const float* x, const float* prev, const float* c, int rows, int width,
                 float* out) override {
-    ref::MixDelta(x, prev, c, rows, width, out);
+    Rows(rows, width, [&](int64_t b, int64_t e, size_t off) {
+      simd_.mix_delta(x + off, prev + off, c, static_cast<int>(e - b), width, out + off);
+    });
   }
   void MixInterp(const float* x, const float* prev, const float* m, int rows, int width,
                  float* out) override {
-    ref::MixInterp(x, prev, m, rows, width, out);
+    Rows(rows, width, [&](int64_t b, int64_t e, size_t off) {
+      simd_.mix_interp(x + off, prev + off, m, static_cast<int>(e - b), width, out + off);
+    });
   }
-  void Tanh(float* x, size_t n) override { ref::Tanh(x, n); }
-  void Sigmoid(float* x, size_t n) override { ref::Sigmoid(x, n); }
-  void ReluSquare(float* x, size_t n) override { ref::ReluSquare(x, n); }
-  void Add(float* x, const float* y, size_t n) override { ref::Add(x, y, n); }
-  void Mul(float* x, const float* y, size_t n) override { ref::Mul(x, y, n); }
-  void Rwkv7Prepare(const kernels::Rwkv7PrepareArgs& args) override { ref::Rwkv7Prepare(args); }
+  void Tanh(float* x, size_t n) override { Elements(n, [&](size_t b, size_t e) { simd_.tanh(x + b, e - b); }); }
+  void Sigmoid(float* x, size_t n) override { Elements(n, [&](size_t b, size_t e) { simd_.sigmoid(x + b, e - b); }); }
+  void ReluSquare(float* x, size_t n) override {
+    Elements(n, [&](size_t b, size_t e) { simd_.relu_square(x + b, e - b); });
+  }
+  void Add(float* x, const float* y, size_t n) override { Elements(n, [&](size_t b, size_t e) { simd_.add(x + b, y + b, e - b); }); }
+  void Mul(float* x, const float* y, size_t n) override { Elements(n, [&](size_t b, size_t e) { simd_.mul(x + b, y + b, e - b); }); }
+  void Rwkv7Prepare(const kernels::Rwkv7PrepareArgs& args) override {
+    const int width = args.n_head * args.head_size;
+    Rows(args.rows, width, [&](int64_t b, int64_t e, size_t off) {
+      kernels::Rwkv7PrepareArgs part = args;
+      part.rows = static_cast<int>(e - b);
+      for (float** p : {&part.k, &part.v, &part.wz, &part.az, &part.v_first, &part.b}) *p += off;
+      if (part.vz != nullptr) part.vz += off;
+      simd_.rwkv7_prepare(part);
+    });
+  }
   void Wkv7(const kernels::Wkv7Args& args) override {
     // (sequence, head) pairs are independent: each owns its slice of state and output.
     const int64_t pairs = static_cast<int64_t>(args.seqs.num_seqs) * args.n_head;
@@ -85,17 +100,30 @@ class CpuBackend final : public Backend {
         simd_.wkv7_head(args, static_cast<int>(p / args.n_head), static_cast<int>(p % args.n_head));
     });
   }
-  void Rwkv7Output(const kernels::Rwkv7OutputArgs& args) override { ref::Rwkv7Output(args); }
-  void Wkv4(const kernels::Wkv4Args& args) override { ref::Wkv4(args); }
+  void Rwkv7Output(const kernels::Rwkv7OutputArgs& args) override {
+    const int width = args.n_head * args.head_size;
+    Rows(args.rows, width, [&](int64_t b, int64_t e, size_t off) {
+      kernels::Rwkv7OutputArgs part = args;
+      part.rows = static_cast<int>(e - b);
+      part.y += off;
+      for (const float** p : {&part.r, &part.k, &part.v, &part.g}) *p += off;
+      simd_.rwkv7_output(part);
+    });
+  }
+  void Wkv4(const kernels::Wkv4Args& args) override {
+    // Channels are independent; blocks of 64 keep every vector whole.
+    const int64_t blocks = (args.width + 63) / 64, rows = args.seqs.row_begin[args.seqs.num_seqs];
+    pool_.ParallelFor(blocks, std::max<int64_t>(1, 16384 / (64 * std::max<int64_t>(rows, 1))), [&](int64_t b, int64_t e) {
+      simd_.wkv4_channels(args, static_cast<int>(b * 64), static_cast<int>(std::min<int64_t>(e * 64, args.width)));
+    });
+  }
 
   // Scalar-decay ops (RetNet, TransNormerLLM). Element-wise and per-row ops are split over rows or
   // element ranges: every value is computed the same way whatever the split, so results do not
   // depend on the thread count. Prefill steps make them worth threading; decode rows are few.
   void Scale(float* x, size_t n, float s) override { ref::Scale(x, n, s); }
   void AddBias(float* x, const float* bias, int rows, int width) override { ref::AddBias(x, bias, rows, width); }
-  void Silu(float* x, size_t n) override {
-    pool_.ParallelFor(static_cast<int64_t>(n), 1 << 14, [&](int64_t b, int64_t e) { ref::Silu(x + b, e - b); });
-  }
+  void Silu(float* x, size_t n) override { Elements(n, [&](size_t b, size_t e) { simd_.silu(x + b, e - b); }); }
   void Gelu(float* x, size_t n) override {
     pool_.ParallelFor(static_cast<int64_t>(n), 1 << 14, [&](int64_t b, int64_t e) { ref::Gelu(x + b, e - b); });
   }
@@ -130,11 +158,25 @@ class CpuBackend final : public Backend {
     const int64_t pairs = static_cast<int64_t>(args.seqs.num_seqs) * args.n_head;
     pool_.ParallelFor(pairs, 1, [&](int64_t begin, int64_t end) {
       for (int64_t p = begin; p < end; ++p)
-        ref::RetentionHead(args, static_cast<int>(p / args.n_head), static_cast<int>(p % args.n_head));
+        simd_.retention_head(args, static_cast<int>(p / args.n_head), static_cast<int>(p % args.n_head));
     });
   }
 
  private:
+  // Element ranges and row ranges worth a hand-off to the pool: decode-sized work stays on the
+  // calling thread. Each element is computed the same way whatever the split.
+  static constexpr int64_t kElementGrain = 1 << 14;
+  template <class F>
+  void Elements(size_t n, F f) {
+    pool_.ParallelFor(static_cast<int64_t>(n), kElementGrain,
+                      [&](int64_t b, int64_t e) { f(static_cast<size_t>(b), static_cast<size_t>(e)); });
+  }
+  template <class F>
+  void Rows(int rows, int width, F f) {
+    pool_.ParallelFor(rows, std::max<int64_t>(1, kElementGrain / std::max(width, 1)),
+                      [&](int64_t b, int64_t e) { f(b, e, static_cast<size_t>(b) * width); });
+  }
+
   ThreadPool pool_;
   const kernels::cpu::SimdKernels& simd_;
 };

@@ -1,5 +1,5 @@
-// The CPU kernels that are worth vectorising, one table per instruction set. The same source
-// (simd_kernels.inc) is compiled once per ISA with that ISA's flags; nothing is hand-copied.
+// The CPU kernels that are worth vectorising, one table per instruction set. The same sources
+// (simd_*.inc) are compiled once per ISA with that ISA's flags; nothing is hand-copied.
 // Each function matches its reference in kernels/reference/ops.h (tested on odd sizes).
 #pragma once
 
@@ -8,6 +8,7 @@
 
 #include "engine/kernels/cpu/isa.h"
 #include "engine/kernels/kernel_args.h"
+#include "engine/kernels/retention_args.h"
 
 namespace retain::kernels::cpu {
 
@@ -19,6 +20,21 @@ struct SimdKernels {
   void (*wkv7_head)(const Wkv7Args& args, int seq, int head);
   void (*layer_norm)(const float* x, int rows, int width, const float* w, const float* b, float eps,
                      float* y);
+  // Element-wise and per-row ops, each as its namesake in reference/ops.h.
+  void (*sigmoid)(float* x, size_t n);
+  void (*tanh)(float* x, size_t n);
+  void (*silu)(float* x, size_t n);
+  void (*relu_square)(float* x, size_t n);
+  void (*add)(float* x, const float* y, size_t n);
+  void (*mul)(float* x, const float* y, size_t n);
+  void (*mix_delta)(const float* x, const float* prev, const float* c, int rows, int width, float* out);
+  void (*mix_interp)(const float* x, const float* prev, const float* m, int rows, int width, float* out);
+  void (*rwkv7_prepare)(const Rwkv7PrepareArgs& args);
+  void (*rwkv7_output)(const Rwkv7OutputArgs& args);
+  // Wkv4 restricted to channels [c0, c1) (channels are independent).
+  void (*wkv4_channels)(const Wkv4Args& args, int c0, int c1);
+  // reference::RetentionHead's contract, every form.
+  void (*retention_head)(const RetentionArgs& args, int seq, int head);
 };
 
 constexpr int kMatMulBlockK = 256;  // a widened panel block, 64 KiB, stays in L2
