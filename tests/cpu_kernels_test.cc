@@ -57,7 +57,6 @@ using CpuKernels = testing::IsaTest;
 TEST_P(CpuKernels, MatMulMatchesReference) {
   std::mt19937 rng(1);
   std::normal_distribution<float> d;
-  static float scratch[kPackRows * kMatMulBlockK];
   for (DType t : {DType::kF32, DType::kF16, DType::kBF16}) {
     for (int m : {1, 2, 3, 5, 17}) {
       for (int n : {1, 5, 67, 130}) {
@@ -66,7 +65,7 @@ TEST_P(CpuKernels, MatMulMatchesReference) {
           std::vector<float> x(static_cast<size_t>(m) * kk), got(m * n), want(m * n);
           for (float& v : x) v = d(rng);
           MatMulArgs a{x.data(), m, w.packed, got.data()};
-          k().matmul_panels(a, 0, Panels(n), scratch);
+          k().matmul_panels(a, 0, Panels(n));
           MatMulArgs r{x.data(), m, {DType::kF32, n, kk, w.f32.data()}, want.data()};
           reference::MatMul(r);
           for (int i = 0; i < m; ++i) {
@@ -86,10 +85,9 @@ TEST_P(CpuKernels, MatMulMatchesReference) {
 
 TEST_P(CpuKernels, MatMulRowResultsDoNotDependOnBatchSize) {
   // A session's logits must be the same alone or batched: every row is computed identically
-  // whichever tile height, K blocking and widening its batch size selects.
+  // whichever tile height and K blocking its batch size selects.
   std::mt19937 rng(2);
   std::normal_distribution<float> d;
-  static float scratch[kPackRows * kMatMulBlockK];
   for (DType t : {DType::kF32, DType::kF16, DType::kBF16}) {
     for (int kk : {7, 24, 40, 600}) {
       const int n = 70, rows = 14;
@@ -97,9 +95,9 @@ TEST_P(CpuKernels, MatMulRowResultsDoNotDependOnBatchSize) {
       std::vector<float> x(static_cast<size_t>(rows) * kk), alone(rows * n), batched(rows * n);
       for (float& v : x) v = d(rng);
       for (int i = 0; i < rows; ++i)
-        k().matmul_panels({x.data() + i * kk, 1, w.packed, alone.data() + i * n}, 0, Panels(n), scratch);
+        k().matmul_panels({x.data() + i * kk, 1, w.packed, alone.data() + i * n}, 0, Panels(n));
       for (int m = 2; m <= rows; ++m) {
-        k().matmul_panels({x.data(), m, w.packed, batched.data()}, 0, Panels(n), scratch);
+        k().matmul_panels({x.data(), m, w.packed, batched.data()}, 0, Panels(n));
         for (int i = 0; i < m; ++i)
           for (int j = 0; j < n; ++j)
             ASSERT_EQ(alone[i * n + j], batched[i * n + j]) << "k " << kk << " batch " << m << " row " << i;

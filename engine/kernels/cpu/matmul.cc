@@ -1,4 +1,4 @@
-// MatMul: work split by panels of weight rows, scratch per thread allocated once.
+// MatMul: work split by panels of weight rows.
 #include "engine/kernels/cpu/matmul.h"
 
 namespace retain::kernels::cpu {
@@ -7,8 +7,7 @@ void MatMul(const MatMulArgs& a, const SimdKernels& kernels, engine::ThreadPool&
   const int n = a.w.rows;
   const int panels = (n + kPackRows - 1) / kPackRows;
   pool.ParallelFor(panels, 1, [&](int64_t begin, int64_t end) {
-    alignas(64) thread_local float scratch[kPackRows * kMatMulBlockK];
-    kernels.matmul_panels(a, static_cast<int>(begin), static_cast<int>(end), scratch);
+    kernels.matmul_panels(a, static_cast<int>(begin), static_cast<int>(end));
   });
 }
 

@@ -13,9 +13,8 @@
 namespace retain::kernels::cpu {
 
 struct SimdKernels {
-  // y[m, j] for the rows j of panels [p0, p1) of a MatrixLayout::kPanels W, every m. `scratch`
-  // holds kPackRows × kMatMulBlockK floats, for widening low-precision weights when m is large.
-  void (*matmul_panels)(const MatMulArgs& args, int p0, int p1, float* scratch);
+  // y[m, j] for the rows j of panels [p0, p1) of a MatrixLayout::kPanels W, every m.
+  void (*matmul_panels)(const MatMulArgs& args, int p0, int p1);
   // Wkv7 for one (sequence, head); requires head_size % 16 == 0 (else use the reference).
   void (*wkv7_head)(const Wkv7Args& args, int seq, int head);
   void (*layer_norm)(const float* x, int rows, int width, const float* w, const float* b, float eps,
@@ -37,7 +36,7 @@ struct SimdKernels {
   void (*retention_head)(const RetentionArgs& args, int seq, int head);
 };
 
-constexpr int kMatMulBlockK = 256;  // a widened panel block, 64 KiB, stays in L2
+constexpr int kMatMulBlockK = 256;  // K block of a panel read by every row tile: 32-64 KiB, in L2
 
 const SimdKernels& KernelsFor(Isa isa);
 
