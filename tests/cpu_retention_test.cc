@@ -16,21 +16,23 @@ namespace {
 using CpuRetention = testing::IsaTest;
 
 struct Case {
-  int dk, dv, heads = 2;
+  int dk, dv, heads;
   std::vector<int> row_begin = {0, 1, 10, 80};
   std::vector<float> q, k, v, log_decay, states;
 };
 
-Case MakeCase(int dk, int dv, std::mt19937& rng) {
+// Decays drawn from [-0.5, -0.01] unless given.
+Case MakeCase(int dk, int dv, std::mt19937& rng, std::vector<float> log_decay = {}) {
   std::uniform_real_distribution<float> u(-1, 1), decay(-0.5f, -0.01f);
-  Case c{dk, dv};
+  if (log_decay.empty()) log_decay = {decay(rng), decay(rng)};
+  Case c{dk, dv, static_cast<int>(log_decay.size())};
   const int rows = c.row_begin.back();
   c.q.resize(static_cast<size_t>(rows) * c.heads * dk);
   c.k.resize(c.q.size());
   c.v.resize(static_cast<size_t>(rows) * c.heads * dv);
   c.states.resize(static_cast<size_t>(3) * c.heads * dk * dv);
   for (auto* x : {&c.q, &c.k, &c.v, &c.states}) for (float& f : *x) f = u(rng);
-  c.log_decay = {decay(rng), decay(rng)};
+  c.log_decay = log_decay;
   return c;
 }
 
@@ -76,6 +78,20 @@ TEST_P(CpuRetention, EveryFormMatchesReference) {
         ExpectNear(s_got, s_par, 2e-5, what + " states vs parallel");
       }
     }
+  }
+}
+
+// Decays from forgetting at once (-30) to practically never (-1e-7, TransNormerLLM's top layer).
+TEST_P(CpuRetention, ExtremeDecaysMatchReference) {
+  std::mt19937 rng(22);
+  const Case c = MakeCase(32, 64, rng, {-30.0f, -0.7f, -0.03f, -1e-7f});
+  for (auto [form, chunk] : {std::pair{RetentionForm::kRecurrent, 64}, {RetentionForm::kChunkwise, 7}, {RetentionForm::kChunkwise, 64}}) {
+    const std::string what = "form " + std::to_string(static_cast<int>(form)) + " chunk " + std::to_string(chunk);
+    std::vector<float> o_got, s_got, o_ref, s_ref;
+    RunHeads(c, form, chunk, k().retention_head, o_got, s_got);
+    RunHeads(c, form, chunk, reference::RetentionHead, o_ref, s_ref);
+    ExpectNear(o_got, o_ref, 2e-5, what + " outputs");
+    ExpectNear(s_got, s_ref, 2e-5, what + " states");
   }
 }
 
