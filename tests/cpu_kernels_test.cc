@@ -3,9 +3,11 @@
 // product: |Δ| ≤ 2·K·2⁻²⁴·Σ|x·w| (+ a tiny absolute floor), the same for every dtype because the
 // weights are widened exactly.
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <vector>
 
+#include "engine/kernels/cpu/matmul.h"
 #include "engine/kernels/cpu/simd_kernels.h"
 #include "engine/kernels/pack.h"
 #include "engine/kernels/reference/ops.h"
@@ -102,6 +104,37 @@ TEST_P(CpuKernels, MatMulRowResultsDoNotDependOnBatchSize) {
           for (int j = 0; j < n; ++j)
             ASSERT_EQ(alone[i * n + j], batched[i * n + j]) << "k " << kk << " batch " << m << " row " << i;
       }
+    }
+  }
+}
+
+TEST_P(CpuKernels, MatMulsSplitSeveralProductsLikeOneByOne) {
+  // One parallel region over the panels of several products (different K, partial last panels)
+  // gives every output exactly as the products run one by one, whatever the thread count.
+  std::mt19937 rng(6);
+  std::normal_distribution<float> d;
+  const int shapes[][2] = {{130, 40}, {7, 300}, {64, 5}, {200, 40}};
+  for (int m : {1, 9}) {
+    std::vector<Weights> w;
+    std::vector<std::vector<float>> x, want;
+    for (auto [n, kk] : shapes) {
+      w.push_back(MakeWeights(n, kk, DType::kBF16, rng));
+      x.emplace_back(static_cast<size_t>(m) * kk);
+      for (float& v : x.back()) v = d(rng);
+      want.emplace_back(static_cast<size_t>(m) * n);
+    }
+    for (size_t i = 0; i < w.size(); ++i)
+      k().matmul_panels({x[i].data(), m, w[i].packed, want[i].data()}, 0, Panels(shapes[i][0]));
+    for (int threads : {1, 2, 3}) {
+      engine::ThreadPool pool(threads);
+      std::vector<std::vector<float>> got;
+      std::vector<MatMulArgs> list;
+      for (size_t i = 0; i < w.size(); ++i) got.emplace_back(want[i].size(), NAN);
+      for (size_t i = 0; i < w.size(); ++i) list.push_back({x[i].data(), m, w[i].packed, got[i].data()});
+      MatMuls(list.data(), static_cast<int>(list.size()), k(), pool);
+      for (size_t i = 0; i < w.size(); ++i)
+        ASSERT_EQ(0, std::memcmp(got[i].data(), want[i].data(), want[i].size() * sizeof(float)))
+            << "product " << i << " m " << m << " threads " << threads;
     }
   }
 }

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <initializer_list>
 #include <memory>
 #include <string_view>
 
@@ -58,6 +59,11 @@ class Backend {
   virtual void LayerNorm(const float* x, int rows, int width, const float* w, const float* b,
                          float eps, float* y) = 0;
   virtual void MatMul(const kernels::MatMulArgs& args) = 0;
+  // Independent products (no output is another's input), as one unit of work: a backend may run
+  // them together instead of one after another.
+  virtual void MatMuls(std::initializer_list<kernels::MatMulArgs> list) {
+    for (const kernels::MatMulArgs& a : list) MatMul(a);
+  }
   virtual void TokenShift(const kernels::TokenShiftArgs& args) = 0;
   virtual void MixDelta(const float* x, const float* prev, const float* c, int rows, int width,
                         float* out) = 0;

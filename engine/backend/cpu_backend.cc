@@ -62,6 +62,11 @@ class CpuBackend final : public Backend {
     if (args.w.layout != kernels::MatrixLayout::kPanels) return ref::MatMul(args);
     kernels::cpu::MatMul(args, simd_, pool_);
   }
+  void MatMuls(std::initializer_list<kernels::MatMulArgs> list) override {
+    for (const kernels::MatMulArgs& a : list)
+      if (a.w.layout != kernels::MatrixLayout::kPanels) return Backend::MatMuls(list);
+    kernels::cpu::MatMuls(list.begin(), static_cast<int>(list.size()), simd_, pool_);
+  }
   void TokenShift(const kernels::TokenShiftArgs& args) override { ref::TokenShift(args); }
   void MixDelta(const float* x, const float* prev, const float* c, int rows, int width,
                 float* out) override {

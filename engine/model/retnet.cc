@@ -14,6 +14,7 @@
 // positive per-(head, row) factors that the per-head norm removes up to its eps.
 // Decay γ_h = 1 − 2^(−5−h) for every variant; kept as log γ in f32.
 #include <cmath>
+#include <tuple>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -240,9 +241,9 @@ void RetNetModel::RunLayers(const Step& step, float* x) {
     const RetNetLayer& L = layers_[l];
     // Multi-scale retention.
     BlockNorm(x, rows, L.attn_norm_w, L.attn_norm_b, h_);
-    linear(h_, L.wq, L.bq, q_);
-    linear(h_, L.wk, L.bk, k_);
-    linear(h_, L.wv, L.bv, v_);
+    be.MatMuls({{h_, rows, L.wq, q_}, {h_, rows, L.wk, k_}, {h_, rows, L.wv, v_}});
+    for (auto [b, out, n] : {std::tuple{L.bq, q_, L.wq.rows}, {L.bk, k_, L.wk.rows}, {L.bv, v_, L.wv.rows}})
+      if (b != nullptr) be.AddBias(out, b, rows, n);
     // dk^−½ goes on k in torchscale, on q in fla: the same product, each as its reference does.
     be.Rotate({style, rows, h, dk, torchscale() ? 1.0f : scale, cos_, sin_, q_, q_});
     be.Rotate({style, rows, h, dk, torchscale() ? scale : 1.0f, cos_, sin_, k_, k_});

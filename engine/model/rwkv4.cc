@@ -100,10 +100,8 @@ void Rwkv4Model::RunLayers(const Step& step, float* x) {
     be.MixInterp(xa_, prev_, L.mix_k, rows, c, xk_);
     be.MixInterp(xa_, prev_, L.mix_v, rows, c, xv_);
     be.MixInterp(xa_, prev_, L.mix_r, rows, c, xr_);
-    be.MatMul({xr_, rows, L.wr, r_});
+    be.MatMuls({{xr_, rows, L.wr, r_}, {xk_, rows, L.wk, k_}, {xv_, rows, L.wv, v_}});
     be.Sigmoid(r_, rc);
-    be.MatMul({xk_, rows, L.wk, k_});
-    be.MatMul({xv_, rows, L.wv, v_});
     StatePointers(step, Offset(l, kAa), aa_);
     StatePointers(step, Offset(l, kBb), bb_);
     StatePointers(step, Offset(l, kPp), pp_);
@@ -128,9 +126,8 @@ void Rwkv4Model::RunLayers(const Step& step, float* x) {
     be.TokenShift({step.seqs, c, xa_, ptrs_.data(), prev_});
     be.MixInterp(xa_, prev_, L.ffn_mix_k, rows, c, xk_);
     be.MixInterp(xa_, prev_, L.ffn_mix_r, rows, c, xr_);
-    be.MatMul({xr_, rows, L.ffn_receptance, r_});
+    be.MatMuls({{xr_, rows, L.ffn_receptance, r_}, {xk_, rows, L.ffn_key, ffn_}});
     be.Sigmoid(r_, rc);
-    be.MatMul({xk_, rows, L.ffn_key, ffn_});
     be.ReluSquare(ffn_, static_cast<size_t>(rows) * config_.dim_ffn);
     be.MatMul({ffn_, rows, L.ffn_value, tmp_});
     be.Mul(tmp_, r_, rc);

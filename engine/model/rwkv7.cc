@@ -37,7 +37,8 @@ class Rwkv7Model final : public RecurrentModel {
   std::vector<Rwkv7Layer> layers_;
   // Step workspace, [max_step_tokens, width].
   float *xa_, *prev_, *xr_, *xw_, *xk_, *xv_, *xq_, *xg_;
-  float *r_, *k_, *v_, *wz_, *az_, *vz_, *g_, *b_, *y_, *v_first_, *tmp_, *lora_, *ffn_;
+  float *r_, *k_, *v_, *wz_, *az_, *vz_, *g_, *b_, *y_, *v_first_, *tmp_, *ffn_;
+  float *lora_w_, *lora_a_, *lora_v_, *lora_g_;  // LoRA hidden activations
   std::vector<float*> ptrs_;
 };
 
@@ -106,7 +107,7 @@ absl::Status Rwkv7Model::Load(const SafetensorsFile& file) {
   const int lora = std::max({dw, da, dv, dg, 1});
   RETAIN_RETURN_IF_ERROR(Scratch(c, {&xa_, &prev_, &xr_, &xw_, &xk_, &xv_, &xq_, &xg_, &r_, &k_, &v_,
                                      &wz_, &az_, &vz_, &g_, &b_, &y_, &v_first_, &tmp_}));
-  RETAIN_RETURN_IF_ERROR(Scratch(lora, {&lora_}));
+  RETAIN_RETURN_IF_ERROR(Scratch(lora, {&lora_w_, &lora_a_, &lora_v_, &lora_g_}));
   RETAIN_RETURN_IF_ERROR(Scratch(f, {&ffn_}));
   ptrs_.reserve(options_.max_step_tokens);
   return InitCommon(std::vector<float>(LayerFloats() * config_.n_layer, 0.0f));
@@ -117,12 +118,6 @@ void Rwkv7Model::RunLayers(const Step& step, float* x) {
   const int rows = step.rows, c = config_.n_embd, h = config_.n_head, n = config_.head_size;
   const float eps = config_.layer_norm_eps;
   const size_t rc = static_cast<size_t>(rows) * c;
-  auto lora = [&](const float* in, const MatrixRef& down, const MatrixRef& up, float* out,
-                  void (Backend::*act)(float*, size_t)) {
-    be.MatMul({in, rows, down, lora_});
-    if (act != nullptr) (be.*act)(lora_, static_cast<size_t>(rows) * down.rows);
-    be.MatMul({lora_, rows, up, out});
-  };
   for (int l = 0; l < config_.n_layer; ++l) {
     const Rwkv7Layer& L = layers_[l];
     const size_t base = LayerFloats() * l;
@@ -136,13 +131,22 @@ void Rwkv7Model::RunLayers(const Step& step, float* x) {
     be.MixDelta(xa_, prev_, L.x_v, rows, c, xv_);
     be.MixDelta(xa_, prev_, L.x_a, rows, c, xq_);
     be.MixDelta(xa_, prev_, L.x_g, rows, c, xg_);
-    be.MatMul({xr_, rows, L.wr, r_});
-    be.MatMul({xk_, rows, L.wk, k_});
-    be.MatMul({xv_, rows, L.wv, v_});
-    lora(xw_, L.w1, L.w2, wz_, &Backend::Tanh);
-    lora(xq_, L.a1, L.a2, az_, nullptr);
-    if (l > 0) lora(xv_, L.v1, L.v2, vz_, nullptr);
-    lora(xg_, L.g1, L.g2, g_, &Backend::Sigmoid);
+    // The projections and the LoRAs' first factors all read the mixes: one unit of work, then
+    // the second factors (layer 0 has no value LoRA).
+    if (l > 0) {
+      be.MatMuls({{xr_, rows, L.wr, r_}, {xk_, rows, L.wk, k_}, {xv_, rows, L.wv, v_}, {xw_, rows, L.w1, lora_w_},
+                  {xq_, rows, L.a1, lora_a_}, {xv_, rows, L.v1, lora_v_}, {xg_, rows, L.g1, lora_g_}});
+    } else {
+      be.MatMuls({{xr_, rows, L.wr, r_}, {xk_, rows, L.wk, k_}, {xv_, rows, L.wv, v_}, {xw_, rows, L.w1, lora_w_},
+                  {xq_, rows, L.a1, lora_a_}, {xg_, rows, L.g1, lora_g_}});
+    }
+    be.Tanh(lora_w_, static_cast<size_t>(rows) * L.w1.rows);
+    be.Sigmoid(lora_g_, static_cast<size_t>(rows) * L.g1.rows);
+    if (l > 0) {
+      be.MatMuls({{lora_w_, rows, L.w2, wz_}, {lora_a_, rows, L.a2, az_}, {lora_v_, rows, L.v2, vz_}, {lora_g_, rows, L.g2, g_}});
+    } else {
+      be.MatMuls({{lora_w_, rows, L.w2, wz_}, {lora_a_, rows, L.a2, az_}, {lora_g_, rows, L.g2, g_}});
+    }
     kernels::Rwkv7PrepareArgs prep;
     prep.rows = rows;
     prep.n_head = h;

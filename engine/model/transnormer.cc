@@ -134,10 +134,7 @@ void TransNormerModel::RunLayers(const Step& step, float* x) {
     const TransNormerLayer& L = layers_[l];
     // Token mixer.
     Srms(x, rows, h_);
-    be.MatMul({h_, rows, L.wq, q_});
-    be.MatMul({h_, rows, L.wk, k_});
-    be.MatMul({h_, rows, L.wv, v_});
-    be.MatMul({h_, rows, L.wu, u_});
+    be.MatMuls({{h_, rows, L.wq, q_}, {h_, rows, L.wk, k_}, {h_, rows, L.wv, v_}, {h_, rows, L.wu, u_}});
     be.Silu(q_, rd);
     be.Silu(k_, rd);
     const float *q = q_, *k = k_;
@@ -155,8 +152,7 @@ void TransNormerModel::RunLayers(const Step& step, float* x) {
     be.Add(x, tmp_, rd);
     // Channel mixer (SGLU, no activation).
     Srms(x, rows, h_);
-    be.MatMul({h_, rows, L.l1, f1_});
-    be.MatMul({h_, rows, L.l2, f2_});
+    be.MatMuls({{h_, rows, L.l1, f1_}, {h_, rows, L.l2, f2_}});
     be.Mul(f1_, f2_, static_cast<size_t>(rows) * f);
     be.MatMul({f1_, rows, L.l3, tmp_});
     be.Add(x, tmp_, rd);

@@ -11,4 +11,8 @@ namespace retain::kernels::cpu {
 
 void MatMul(const MatMulArgs& args, const SimdKernels& kernels, engine::ThreadPool& pool);
 
+// Several independent products in one parallel region: the threads split the panels of all of
+// them by cost (panel count × K), so a decode step waits at one barrier instead of one per product.
+void MatMuls(const MatMulArgs* list, int count, const SimdKernels& kernels, engine::ThreadPool& pool);
+
 }  // namespace retain::kernels::cpu
