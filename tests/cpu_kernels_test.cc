@@ -108,6 +108,25 @@ TEST_P(CpuKernels, MatMulRowResultsDoNotDependOnBatchSize) {
   }
 }
 
+TEST_P(CpuKernels, MatMulWidensEveryHalfAndBfloatExactly) {
+  // K = 1 and x = 1: y[n] = 0 + 1·w[n], so the product shows the widening of every 16-bit
+  // pattern (zeros, subnormals, normals, infinities, NaNs) against the scalar conversion.
+  const int n = 1 << 16;
+  for (DType t : {DType::kF16, DType::kBF16}) {
+    std::vector<uint16_t> w(n), packed(StoredElements(MatrixLayout::kPanels, n, 1));
+    for (int i = 0; i < n; ++i) w[i] = static_cast<uint16_t>(i);
+    const MatrixRef m = PackPanels(w.data(), t, n, 1, packed.data());
+    const float one = 1.0f;
+    std::vector<float> y(n);
+    k().matmul_panels({&one, 1, m, y.data()}, 0, Panels(n));
+    for (int i = 0; i < n; ++i) {
+      const float want = t == DType::kF16 ? engine::F16ToFloat(w[i]) : engine::BF16ToFloat(w[i]);
+      if (std::isnan(want)) ASSERT_TRUE(std::isnan(y[i])) << std::hex << i;
+      else ASSERT_EQ(y[i], want) << "dtype " << static_cast<int>(t) << " bits 0x" << std::hex << i;
+    }
+  }
+}
+
 TEST_P(CpuKernels, MatMulsSplitSeveralProductsLikeOneByOne) {
   // One parallel region over the panels of several products (different K, partial last panels)
   // gives every output exactly as the products run one by one, whatever the thread count.
