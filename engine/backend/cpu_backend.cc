@@ -98,12 +98,7 @@ class CpuBackend final : public Backend {
     });
   }
   void Wkv7(const kernels::Wkv7Args& args) override {
-    // (sequence, head) pairs are independent: each owns its slice of state and output.
-    const int64_t pairs = static_cast<int64_t>(args.seqs.num_seqs) * args.n_head;
-    pool_.ParallelFor(pairs, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t p = begin; p < end; ++p)
-        simd_.wkv7_head(args, static_cast<int>(p / args.n_head), static_cast<int>(p % args.n_head));
-    });
+    PerHead(args.seqs.num_seqs, args.n_head, [&](int s, int h) { simd_.wkv7_head(args, s, h); });
   }
   void Rwkv7Output(const kernels::Rwkv7OutputArgs& args) override {
     const int width = args.n_head * args.head_size;
@@ -129,9 +124,7 @@ class CpuBackend final : public Backend {
   void Scale(float* x, size_t n, float s) override { ref::Scale(x, n, s); }
   void AddBias(float* x, const float* bias, int rows, int width) override { ref::AddBias(x, bias, rows, width); }
   void Silu(float* x, size_t n) override { Elements(n, [&](size_t b, size_t e) { simd_.silu(x + b, e - b); }); }
-  void Gelu(float* x, size_t n) override {
-    pool_.ParallelFor(static_cast<int64_t>(n), 1 << 14, [&](int64_t b, int64_t e) { ref::Gelu(x + b, e - b); });
-  }
+  void Gelu(float* x, size_t n) override { Elements(n, [&](size_t b, size_t e) { ref::Gelu(x + b, e - b); }); }
   void Norm(const kernels::NormArgs& args) override {
     pool_.ParallelFor(args.rows, 8, [&](int64_t b, int64_t e) {
       kernels::NormArgs part = args;
@@ -158,13 +151,7 @@ class CpuBackend final : public Backend {
   }
   void AdvancePositions(const kernels::AdvancePositionsArgs& args) override { ref::AdvancePositions(args); }
   void Retention(const kernels::RetentionArgs& args) override {
-    // (sequence, head) pairs are independent: each owns its state slice and output columns, and
-    // is computed by one thread whatever the thread count, so results do not depend on it.
-    const int64_t pairs = static_cast<int64_t>(args.seqs.num_seqs) * args.n_head;
-    pool_.ParallelFor(pairs, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t p = begin; p < end; ++p)
-        simd_.retention_head(args, static_cast<int>(p / args.n_head), static_cast<int>(p % args.n_head));
-    });
+    PerHead(args.seqs.num_seqs, args.n_head, [&](int s, int h) { simd_.retention_head(args, s, h); });
   }
 
  private:
@@ -175,6 +162,14 @@ class CpuBackend final : public Backend {
   void Elements(size_t n, F f) {
     pool_.ParallelFor(static_cast<int64_t>(n), kElementGrain,
                       [&](int64_t b, int64_t e) { f(static_cast<size_t>(b), static_cast<size_t>(e)); });
+  }
+  // (sequence, head) pairs are independent: each owns its slice of state and output, and is
+  // computed by one thread whatever the thread count, so results do not depend on it.
+  template <class F>
+  void PerHead(int num_seqs, int n_head, F f) {
+    pool_.ParallelFor(static_cast<int64_t>(num_seqs) * n_head, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t p = begin; p < end; ++p) f(static_cast<int>(p / n_head), static_cast<int>(p % n_head));
+    });
   }
   template <class F>
   void Rows(int rows, int width, F f) {

@@ -53,6 +53,12 @@ enum class RetentionForm : uint8_t {
 // product or a negative exponent, so long sequences neither overflow nor underflow.
 // State per sequence: [n_head, key_size, value_size] f32, updated in place. q and k already carry
 // rotation, scale and feature map; o is raw (no norm).
+// Head `h` of row `r` in a [rows, n_head * width] buffer.
+template <typename T>
+inline T* HeadRow(T* base, int r, int n_head, int width, int h) {
+  return base + (static_cast<size_t>(r) * n_head + h) * width;
+}
+
 struct RetentionArgs {
   SeqRows seqs;
   int n_head = 0, key_size = 0, value_size = 0;

@@ -84,8 +84,7 @@ absl::Status RetNetModel::LoadTorchscale(const SafetensorsFile& file, WeightLoad
   const bool lg = legacy();
   const std::vector<Shape> vec_d = {{d}};
   auto bias = [&](const std::string& name, int n) { return lg ? w.Vector(name, n, {{n}}) : nullptr; };
-  // Tied: the head's layout serves both (Embedding reads any layout).
-  emb_ = config_.tie_embeddings ? w.Linear(p + "embed_tokens.weight", v, d) : w.Table(p + "embed_tokens.weight", v, d);
+  emb_ = w.Embedding(p + "embed_tokens.weight", v, d, config_.tie_embeddings);
   if (config_.tie_embeddings) {
     head_ = emb_;
     RETAIN_RETURN_IF_ERROR(CheckTiedHead(file, p + "embed_tokens.weight", p + "output_projection.weight", w));
@@ -150,8 +149,7 @@ absl::Status RetNetModel::LoadFla(const SafetensorsFile& file, WeightLoader& w) 
   const int d = config_.n_embd, v = config_.vocab_size, f = config_.dim_ffn;
   const int kw = config_.n_head * config_.head_size, vw = config_.n_head * config_.value_head_size;
   const std::vector<Shape> vec_d = {{d}};
-  // Tied: the head's layout serves both (Embedding reads any layout).
-  emb_ = config_.tie_embeddings ? w.Linear("model.embeddings.weight", v, d) : w.Table("model.embeddings.weight", v, d);
+  emb_ = w.Embedding("model.embeddings.weight", v, d, config_.tie_embeddings);
   if (config_.tie_embeddings) {
     head_ = emb_;
     RETAIN_RETURN_IF_ERROR(CheckTiedHead(file, "model.embeddings.weight", "lm_head.weight", w));

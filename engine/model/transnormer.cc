@@ -71,8 +71,7 @@ absl::Status TransNormerModel::Load(const SafetensorsFile& file) {
   const int d = config_.n_embd, v = config_.vocab_size, f = config_.dim_ffn;
   const int heads = config_.n_head, dh = config_.head_size, n_layer = config_.n_layer;
   WeightLoader w(file, *backend_);
-  // Tied: the head's layout serves both (Embedding reads any layout).
-  emb_ = config_.tie_embeddings ? w.Linear("model.embed_tokens.weight", v, d) : w.Table("model.embed_tokens.weight", v, d);
+  emb_ = w.Embedding("model.embed_tokens.weight", v, d, config_.tie_embeddings);
   if (config_.tie_embeddings) {
     head_ = emb_;
     RETAIN_RETURN_IF_ERROR(CheckTiedHead(file, "model.embed_tokens.weight", "lm_head.weight", w));

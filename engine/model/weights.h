@@ -29,6 +29,11 @@ class WeightLoader {
   MatrixRef LoraFactor(const std::string& name, int in, int out);
   // An embedding table [rows, width], row-major: Embedding gathers rows from it.
   MatrixRef Table(const std::string& name, int rows, int width);
+  // An embedding table that may also serve as the output head (tied): then in the head's
+  // layout, from which Embedding gathers as well; else a Table.
+  MatrixRef Embedding(const std::string& name, int rows, int width, bool tied) {
+    return tied ? Linear(name, rows, width) : Table(name, rows, width);
+  }
   // `n` values widened to f32, stored under any of `shapes` (e.g. [n] or [1, 1, n]).
   std::vector<float> HostVector(const std::string& name, int n, const std::vector<Shape>& shapes);
   // HostVector uploaded to the backend.

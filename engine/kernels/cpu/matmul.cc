@@ -5,14 +5,6 @@
 
 namespace retain::kernels::cpu {
 
-void MatMul(const MatMulArgs& a, const SimdKernels& kernels, engine::ThreadPool& pool) {
-  const int n = a.w.rows;
-  const int panels = (n + kPackRows - 1) / kPackRows;
-  pool.ParallelFor(panels, 1, [&](int64_t begin, int64_t end) {
-    kernels.matmul_panels(a, static_cast<int>(begin), static_cast<int>(end));
-  });
-}
-
 void MatMuls(const MatMulArgs* list, int count, const SimdKernels& kernels, engine::ThreadPool& pool) {
   auto panels = [](const MatMulArgs& a) { return (a.w.rows + kPackRows - 1) / kPackRows; };
   int64_t total = 0;
@@ -32,6 +24,10 @@ void MatMuls(const MatMulArgs* list, int count, const SimdKernels& kernels, engi
       start += n * cost;
     }
   });
+}
+
+void MatMul(const MatMulArgs& a, const SimdKernels& kernels, engine::ThreadPool& pool) {
+  MatMuls(&a, 1, kernels, pool);
 }
 
 }  // namespace retain::kernels::cpu

@@ -13,12 +13,6 @@ namespace {
 // log(FLT_MIN): below this exp() of an f32 is denormal.
 constexpr float kMinNormalLog = -87.0f;
 
-// Head `h` of row `r` in a [rows, n_head * width] buffer.
-template <typename T>
-T* HeadRow(T* base, int r, int n_head, int width, int h) {
-  return base + (static_cast<size_t>(r) * n_head + h) * width;
-}
-
 // S = γ S + kᵀ v; o = q S, token by token (spec A.5, B.5).
 void RecurrentHead(const RetentionArgs& a, int begin, int end, int h, float* s) {
   const int dk = a.key_size, dv = a.value_size;
