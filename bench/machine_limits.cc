@@ -17,8 +17,6 @@ namespace retain::bench {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-constexpr long kFmaIters = 100'000'000;  // ~0.25 s per thread: long enough for both cores to overlap
-
 
 // 16 independent chains, fully unrolled so they live in registers: 16 × 4-cycle latency covers
 // two FMA pipes. Intrinsics, not vector extensions, so the compiler cannot split or spill them.
@@ -96,28 +94,34 @@ double BestSeconds(int threads, int reps, F body) {
 
 }  // namespace
 
-MachineLimits MeasureMachineLimits(int threads, double read_gib) {
+LimitsProbe::LimitsProbe(int threads, double read_gib)
+    : threads_(threads), per_thread_(static_cast<size_t>(read_gib * (1 << 30) / threads / 512) * 128), chunks_(threads) {
+  BestSeconds(threads_, 1, [&](int t) {  // first touch by the thread that will read it
+    chunks_[t] = static_cast<float*>(std::aligned_alloc(64, per_thread_ * sizeof(float)));
+    for (size_t i = 0; i < per_thread_; ++i) chunks_[t][i] = 1.0f;
+  });
+}
+
+LimitsProbe::~LimitsProbe() {
+  for (float* c : chunks_) std::free(c);
+}
+
+size_t LimitsProbe::resident_bytes() const { return per_thread_ * sizeof(float) * threads_; }
+
+MachineLimits LimitsProbe::Measure(long fma_iters, int reps) {
   MachineLimits out;
   const auto isa = kernels::cpu::DetectedIsa();
   const int lanes = isa == kernels::cpu::Isa::kAvx512 ? 16 : 8;
   out.isa = isa == kernels::cpu::Isa::kAvx512 ? "avx512" : "avx2";
-  std::vector<float> sink(threads);
-  const double fma_s = BestSeconds(threads, 3, [&](int t) {
-    sink[t] = lanes == 16 ? FmaChains512(kFmaIters) : FmaChains256(kFmaIters);
+  std::vector<float> sink(threads_);
+  const double fma_s = BestSeconds(threads_, reps, [&](int t) {
+    sink[t] = lanes == 16 ? FmaChains512(fma_iters) : FmaChains256(fma_iters);
   });
-  out.fma_gflops = 2.0 * lanes * 16 * kFmaIters * threads / fma_s / 1e9;
-
-  const size_t per_thread = static_cast<size_t>(read_gib * (1 << 30) / threads / 512) * 128;
-  std::vector<float*> chunks(threads);
-  BestSeconds(threads, 1, [&](int t) {  // first touch by the thread that will read it
-    chunks[t] = static_cast<float*>(std::aligned_alloc(64, per_thread * sizeof(float)));
-    for (size_t i = 0; i < per_thread; ++i) chunks[t][i] = 1.0f;
+  out.fma_gflops = 2.0 * lanes * 16 * fma_iters * threads_ / fma_s / 1e9;
+  const double read_s = BestSeconds(threads_, reps, [&](int t) {
+    sink[t] = lanes == 16 ? ReadSum512(chunks_[t], per_thread_) : ReadSum256(chunks_[t], per_thread_);
   });
-  const double read_s = BestSeconds(threads, 4, [&](int t) {
-    sink[t] = lanes == 16 ? ReadSum512(chunks[t], per_thread) : ReadSum256(chunks[t], per_thread);
-  });
-  out.read_gbps = static_cast<double>(per_thread) * sizeof(float) * threads / read_s / 1e9;
-  for (float* c : chunks) std::free(c);
+  out.read_gbps = static_cast<double>(resident_bytes()) / read_s / 1e9;
   return out;
 }
 

@@ -1,8 +1,12 @@
 // The two limits a CPU engine is judged against, measured in the same run as the benchmark:
 // sustained read bandwidth and fp32 FMA peak, both over `threads` threads (one per core).
 // Method as shared/tools/machine-limits: first-touched per-thread chunks summed with independent
-// vector accumulators; 16 independent FMA chains per thread at the widest ISA available.
+// vector accumulators; 16 independent FMA chains per thread at the widest ISA available; the best
+// of a few repetitions kept.
 #pragma once
+
+#include <cstddef>
+#include <vector>
 
 namespace retain::bench {
 
@@ -12,6 +16,24 @@ struct MachineLimits {
   const char* isa = "";
 };
 
-MachineLimits MeasureMachineLimits(int threads, double read_gib = 1.0);
+// Holds the read buffers (first-touched once, by the threads that read them) so the limits can be
+// measured again and again between timed windows without paging memory in each time.
+class LimitsProbe {
+ public:
+  LimitsProbe(int threads, double read_gib);
+  ~LimitsProbe();
+  LimitsProbe(const LimitsProbe&) = delete;
+  LimitsProbe& operator=(const LimitsProbe&) = delete;
+
+  // Best of `reps` passes over the read buffers and of `reps` FMA runs of `fma_iters` per thread.
+  MachineLimits Measure(long fma_iters, int reps);
+  // Resident bytes of the read buffers (to take out of the process's peak RSS).
+  size_t resident_bytes() const;
+
+ private:
+  int threads_;
+  size_t per_thread_;  // floats per thread
+  std::vector<float*> chunks_;
+};
 
 }  // namespace retain::bench

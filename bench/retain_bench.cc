@@ -1,7 +1,8 @@
 // retain-bench: speed of the engine as a fraction of this machine's roofline, measured in one run.
 //
 //   retain-bench --arch rwkv7|rwkv4 --shape NAME --dtype f32|f16|bf16 --mode decode|prefill
-//                --batch B [--prompt-tokens T] [--position P] [--threads N] [--seconds S] --json
+//                --batch B [--prompt-tokens T] [--position P] [--threads N] [--seconds S]
+//                [--windows W] --json
 //
 // Roofline = min(bandwidth limit, compute limit) in tokens/s:
 //   bandwidth: tokens per weight pass × read_bw ÷ (weight bytes read per pass, the embedding counted
@@ -10,8 +11,11 @@
 // A decode step is one weight pass for `batch` tokens; prefill passes hold up to --step-tokens rows.
 // Logits: every decode token needs the head; prefill only the last token of each prompt, so the
 // head is not counted per prefill token (as llama-bench does).
+// The limits are measured again before each of --windows timed windows and each window's rate is
+// divided by its own roofline; the median window is reported, every window's figures beside it.
 #include <stdlib.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -36,10 +40,14 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using engine::DType;
 
+constexpr double kReadGib = 1.0;                 // read buffers: far beyond any last-level cache
+constexpr long kFmaItersPerWindow = 50'000'000;  // ~0.12 s per thread at 3.5 GHz
+constexpr int kLimitReps = 3;                    // best of, per window
+
 struct Options {
   std::string arch = "rwkv7", shape = "0.1b", dtype = "f16", mode = "decode";
-  int batch = 1, prompt_tokens = 512, position = 0, threads = 0, step_tokens = 256;
-  double seconds = 3.0;
+  int batch = 1, prompt_tokens = 512, position = 0, threads = 0, step_tokens = 256, windows = 5;
+  double seconds = 5.0;  // timed, over all windows
   bool json = false;
 };
 
@@ -47,7 +55,8 @@ absl::StatusOr<Options> Parse(int argc, char** argv) {
   Options o;
   std::map<std::string, std::string*> strs = {{"--arch", &o.arch}, {"--shape", &o.shape}, {"--dtype", &o.dtype}, {"--mode", &o.mode}};
   std::map<std::string, int*> ints = {{"--batch", &o.batch}, {"--prompt-tokens", &o.prompt_tokens}, {"--position", &o.position},
-                                      {"--threads", &o.threads}, {"--step-tokens", &o.step_tokens}};
+                                      {"--threads", &o.threads}, {"--step-tokens", &o.step_tokens},
+                                      {"--windows", &o.windows}};
   for (int i = 1; i < argc; ++i) {
     const std::string k = argv[i];
     if (k == "--json") { o.json = true; continue; }
@@ -62,6 +71,7 @@ absl::StatusOr<Options> Parse(int argc, char** argv) {
       return absl::InvalidArgumentError(absl::StrCat("unknown argument '", k, "'"));
     }
   }
+  if (o.windows < 1) return absl::InvalidArgumentError("--windows must be >= 1");
   if (o.batch < 1) return absl::InvalidArgumentError("--batch must be >= 1");
   if (o.mode != "decode" && o.mode != "prefill") return absl::InvalidArgumentError("--mode is decode or prefill");
   if (o.mode == "prefill" && o.prompt_tokens < 1) return absl::InvalidArgumentError("--prompt-tokens must be >= 1");
@@ -95,10 +105,7 @@ std::vector<engine::TokenId> Tokens(int n, int vocab, uint32_t seed) {
 absl::Status Run(const Options& o) {
   RETAIN_ASSIGN_OR_RETURN(DType dtype, ParseDType(o.dtype));
   const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::thread::hardware_concurrency());
-  // The limits are measured before and again after the timed runs, and the better of each kept:
-  // a neighbour's burst on a shared machine only ever lowers a reading, and a low limit would
-  // flatter the fraction.
-  MachineLimits limits = MeasureMachineLimits(threads);
+  LimitsProbe probe(threads, kReadGib);
 
   // Model: random image in memory -> the real loader -> image freed.
   RETAIN_ASSIGN_OR_RETURN(RandomModelImage image, BuildRandomModel(o.arch, o.shape, dtype, 1234));
@@ -170,43 +177,63 @@ absl::Status Run(const Options& o) {
   for (int w = 0; w < 2 || std::chrono::duration<double>(Clock::now() - warm).count() < 0.5; ++w) {
     RETAIN_RETURN_IF_ERROR(one_iteration(-1 - w));
   }
+  // Timed windows, each after its own measurement of the limits: on a shared host the bandwidth
+  // moves with the neighbours (35 to 75 GB/s within minutes here), so a rate is only compared with
+  // the limits measured just before it. The median window is reported, every window beside it.
+  struct Window {
+    MachineLimits limits;
+    int iters = 0;
+    double seconds = 0;
+  };
+  std::vector<Window> windows(o.windows);
   ResetPeakRss();
-  int iters = 0;
-  const auto t0 = Clock::now();
-  double elapsed = 0;
-  while (iters < 3 || elapsed < o.seconds) {
-    RETAIN_RETURN_IF_ERROR(one_iteration(++iters));
-    elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
+  int iter = 0;
+  for (Window& w : windows) {
+    w.limits = probe.Measure(kFmaItersPerWindow, kLimitReps);
+    if (decode) RETAIN_RETURN_IF_ERROR(one_iteration(++iter));  // caches refilled after the read sweep
+    const auto t0 = Clock::now();
+    while (w.iters < 1 || w.seconds < o.seconds / o.windows) {
+      RETAIN_RETURN_IF_ERROR(one_iteration(++iter));
+      ++w.iters;
+      w.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    }
   }
-  const size_t peak_rss = PeakRssBytes();
-  const MachineLimits after = MeasureMachineLimits(threads);
-  limits.read_gbps = std::max(limits.read_gbps, after.read_gbps);
-  limits.fma_gflops = std::max(limits.fma_gflops, after.fma_gflops);
-  const double tokens = static_cast<double>(iters) * o.batch * (decode ? 1 : o.prompt_tokens);
-  const double tokens_per_s = tokens / elapsed;
+  const size_t peak_rss = PeakRssBytes() - probe.resident_bytes();
 
+  const double tokens_per_iter = static_cast<double>(o.batch) * (decode ? 1 : o.prompt_tokens);
   const double tokens_per_pass = decode ? o.batch : std::min<double>(static_cast<double>(o.batch) * o.prompt_tokens, o.step_tokens);
   const double seqs_per_pass = decode ? o.batch : std::max(1.0, tokens_per_pass / o.prompt_tokens);
   const double tied_head_bytes = image.tied && decode ? emb_bytes : 0;
   const double pass_bytes = weight_bytes - emb_bytes + tied_head_bytes + seqs_per_pass * emb_row_bytes +
                             (decode || image.tied ? 0 : -head_params * engine::DTypeSize(dtype)) + seqs_per_pass * 2.0 * state_bytes;
   const double params_per_token = matrix_params - (decode ? 0 : head_params);
-  const double bw_limit = tokens_per_pass * limits.read_gbps * 1e9 / pass_bytes;
-  const double compute_limit = limits.fma_gflops * 1e9 / (2 * params_per_token);
-  const double roofline = std::min(bw_limit, compute_limit);
+  auto bw_limit = [&](const Window& w) { return tokens_per_pass * w.limits.read_gbps * 1e9 / pass_bytes; };
+  auto compute_limit = [&](const Window& w) { return w.limits.fma_gflops * 1e9 / (2 * params_per_token); };
+  auto rate = [&](const Window& w) { return w.iters * tokens_per_iter / w.seconds; };
+  auto fraction = [&](const Window& w) { return rate(w) / std::min(bw_limit(w), compute_limit(w)); };
+  std::sort(windows.begin(), windows.end(), [&](const Window& a, const Window& b) { return fraction(a) < fraction(b); });
+  const Window& med = windows[(windows.size() - 1) / 2];  // the lower median when the count is even
+  double all_tokens = 0, all_seconds = 0;
+  std::vector<double> fractions, reads, fmas;
+  for (const Window& w : windows) {
+    all_tokens += w.iters * tokens_per_iter, all_seconds += w.seconds;
+    fractions.push_back(fraction(w)), reads.push_back(w.limits.read_gbps), fmas.push_back(w.limits.fma_gflops);
+  }
   const double resident = weight_bytes + static_cast<double>(o.batch) * state_bytes;
 
   nlohmann::json j = {
       {"arch", o.arch}, {"shape", o.shape}, {"dtype", o.dtype}, {"mode", o.mode}, {"batch", o.batch},
       {"prompt_tokens", decode ? 0 : o.prompt_tokens}, {"position", o.position}, {"threads", threads},
       {"isa", std::string(kernels::cpu::IsaName(kernels::cpu::ActiveIsa()))},
-      {"tokens_per_s", tokens_per_s}, {"step_ms", 1e3 * elapsed / iters},
+      {"tokens_per_s", rate(med)}, {"step_ms", 1e3 * med.seconds / med.iters},
       {"weight_bytes", weight_bytes}, {"state_bytes_per_session", state_bytes},
-      {"params_per_token", params_per_token}, {"read_gbps", limits.read_gbps}, {"fma_gflops", limits.fma_gflops},
-      {"bandwidth_limit_tokens_per_s", bw_limit}, {"compute_limit_tokens_per_s", compute_limit},
-      {"bound", bw_limit < compute_limit ? "bandwidth" : "compute"},
-      {"roofline_fraction", tokens_per_s / roofline},
-      {"fma_fraction", tokens_per_s * 2 * params_per_token / (limits.fma_gflops * 1e9)},
+      {"params_per_token", params_per_token}, {"read_gbps", med.limits.read_gbps}, {"fma_gflops", med.limits.fma_gflops},
+      {"bandwidth_limit_tokens_per_s", bw_limit(med)}, {"compute_limit_tokens_per_s", compute_limit(med)},
+      {"bound", bw_limit(med) < compute_limit(med) ? "bandwidth" : "compute"},
+      {"roofline_fraction", fraction(med)},
+      {"fma_fraction", rate(med) * 2 * params_per_token / (med.limits.fma_gflops * 1e9)},
+      {"windows", windows.size()}, {"window_roofline_fractions", fractions}, {"window_read_gbps", reads},
+      {"window_fma_gflops", fmas}, {"tokens_per_s_all_windows", all_tokens / all_seconds},
       {"peak_rss_bytes", peak_rss}, {"rss_over_weights_and_states", peak_rss / resident - 1.0}};
   if (o.json) {
     std::printf("%s\n", j.dump().c_str());

@@ -4,6 +4,8 @@
 // weights are widened exactly.
 #include <cmath>
 #include <cstring>
+#include <map>
+#include <mutex>
 #include <random>
 #include <vector>
 
@@ -154,6 +156,45 @@ TEST_P(CpuKernels, MatMulsSplitSeveralProductsLikeOneByOne) {
       for (size_t i = 0; i < w.size(); ++i)
         ASSERT_EQ(0, std::memcmp(got[i].data(), want[i].data(), want[i].size() * sizeof(float)))
             << "product " << i << " m " << m << " threads " << threads;
+    }
+  }
+}
+
+// Records which panels of which product (told apart by y) the scheduler hands to the kernel.
+std::mutex visits_mu;
+std::map<std::pair<const float*, int>, int> visits;
+void CountingPanels(const MatMulArgs& a, int p0, int p1) {
+  std::lock_guard<std::mutex> lock(visits_mu);
+  for (int p = p0; p < p1; ++p) ++visits[{a.y, p}];
+}
+
+TEST(MatMulsSchedule, EveryPanelOfEveryProductExactlyOnce) {
+  // Threads claim shrinking ranges of the combined panel list: whatever the interleaving, nothing
+  // is skipped and nothing is computed twice, down to single-panel and one-column products.
+  SimdKernels counting{};
+  counting.matmul_panels = &CountingPanels;
+  const int shapes[][2] = {{64 * 37 + 3, 20}, {1, 1}, {7, 3000}, {64 * 200, 8}, {65, 1}};
+  std::vector<std::vector<float>> y;
+  for (auto [n, kk] : shapes) y.emplace_back(n);
+  std::vector<MatMulArgs> list;
+  for (size_t i = 0; i < y.size(); ++i)
+    list.push_back({nullptr, 1, {DType::kF32, shapes[i][0], shapes[i][1], nullptr, MatrixLayout::kPanels}, y[i].data()});
+  for (int threads : {1, 2, 3, 8}) {
+    engine::ThreadPool pool(threads);
+    for (int rep = 0; rep < 20; ++rep) {
+      visits.clear();
+      MatMuls(list.data(), static_cast<int>(list.size()), counting, pool);
+      size_t expected = 0;
+      for (size_t i = 0; i < y.size(); ++i) {
+        for (int p = 0; p < Panels(shapes[i][0]); ++p) {
+          const auto it = visits.find({y[i].data(), p});
+          ASSERT_TRUE(it != visits.end() && it->second == 1)
+              << "product " << i << " panel " << p << " threads " << threads << " visits "
+              << (it == visits.end() ? 0 : it->second);
+        }
+        expected += Panels(shapes[i][0]);
+      }
+      ASSERT_EQ(visits.size(), expected);
     }
   }
 }
