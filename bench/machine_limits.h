@@ -6,7 +6,10 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
 #include <vector>
+
+#include "engine/util/thread_pool.h"
 
 namespace retain::bench {
 
@@ -34,6 +37,7 @@ class LimitsProbe {
   int threads_;
   size_t per_thread_;  // floats per thread
   std::vector<float*> chunks_;
+  std::unique_ptr<engine::ThreadPool> pool_;
 };
 
 }  // namespace retain::bench
