@@ -1,0 +1,80 @@
+// retain-bench's command line as issue 4 defines it: the JSON fields, their consistency with the
+// roofline definition, and clean refusals of bad arguments. Tiny runs: speed is not asserted here.
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <string>
+
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+
+namespace {
+
+struct Result {
+  int exit_code;
+  std::string out;
+};
+
+Result RunBench(const std::string& args) {
+  const std::string cmd = std::string(RETAIN_BENCH_BIN) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  const int status = pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+constexpr const char* kQuick = " --seconds 0.2 --windows 2 --threads 2 --json";
+
+void ExpectConsistent(const nlohmann::json& j) {
+  for (const char* key : {"arch", "shape", "dtype", "mode", "batch", "prompt_tokens", "position", "tokens_per_s",
+                          "weight_bytes", "state_bytes_per_session", "read_gbps", "fma_gflops", "roofline_fraction"})
+    EXPECT_TRUE(j.contains(key)) << key;
+  EXPECT_GT(j["tokens_per_s"].get<double>(), 0);
+  EXPECT_GT(j["read_gbps"].get<double>(), 0);
+  EXPECT_GT(j["fma_gflops"].get<double>(), 0);
+  // roofline_fraction is the reported rate over the smaller of the two limits of the same window.
+  const double roofline = std::min(j["bandwidth_limit_tokens_per_s"].get<double>(), j["compute_limit_tokens_per_s"].get<double>());
+  EXPECT_NEAR(j["roofline_fraction"].get<double>(), j["tokens_per_s"].get<double>() / roofline, 1e-9 * j["roofline_fraction"].get<double>());
+  const auto windows = j["window_roofline_fractions"].get<std::vector<double>>();
+  ASSERT_EQ(windows.size(), 2u);
+  EXPECT_TRUE(std::is_sorted(windows.begin(), windows.end()));
+  EXPECT_EQ(j["roofline_fraction"].get<double>(), windows[0]);  // the lower median of two
+}
+
+TEST(RetainBenchCli, DecodeFromAPositionPrintsTheIssueFields) {
+  Result r = RunBench(std::string("--arch rwkv4 --shape 169m --dtype f32 --mode decode --batch 2 --position 3") + kQuick);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["arch"], "rwkv4");
+  EXPECT_EQ(j["shape"], "169m");
+  EXPECT_EQ(j["dtype"], "f32");
+  EXPECT_EQ(j["mode"], "decode");
+  EXPECT_EQ(j["batch"], 2);
+  EXPECT_EQ(j["position"], 3);
+  EXPECT_EQ(j["prompt_tokens"], 0);
+  ExpectConsistent(j);
+}
+
+TEST(RetainBenchCli, PrefillPrintsTheIssueFields) {
+  Result r = RunBench(std::string("--arch rwkv4 --shape 169m --dtype bf16 --mode prefill --batch 1 --prompt-tokens 8") + kQuick);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["mode"], "prefill");
+  EXPECT_EQ(j["prompt_tokens"], 8);
+  ExpectConsistent(j);
+}
+
+TEST(RetainBenchCli, RefusesBadArgumentsWithAMessage) {
+  for (const char* args : {"--arch nope --shape 1b", "--arch rwkv7 --shape 9b", "--batch 0", "--windows 0",
+                           "--dtype f64", "--mode train", "--frobnicate 1", "--batch"}) {
+    Result r = RunBench(std::string(args) + " --json");
+    EXPECT_EQ(r.exit_code, 2) << args << ": " << r.out;
+    EXPECT_NE(r.out.find("retain-bench: "), std::string::npos) << args << ": " << r.out;
+  }
+}
+
+}  // namespace
