@@ -52,10 +52,10 @@ __attribute__((target("avx2,fma"))) float FmaChains256(long iters) {
   return out[0] + out[1] + out[2] + out[3] + out[4] + out[5] + out[6] + out[7];
 }
 
-// Read-only sum with A independent vector accumulators, each load a whole 64-byte line (two 32-byte
-// halves for AVX2). On Zen 5 the fewer the accumulators the faster the stream (1 and 2 read 5-8 %
-// more than 8 over 1 GiB, 30 % more on one core): the hardware prefetchers keep further ahead of a
-// stream that issues its loads more slowly. So the limit is the best over several A.
+// Read-only sum with A independent vector accumulators, each taking whole 64-byte lines (two 32-byte
+// halves for AVX2). Which A streams fastest varies on this Zen 5 host: on a quiet host 1 and 2 read
+// 5-8 % more than 8 over 1 GiB (1 read 30 % more on one core); under a neighbour's load 2 read less.
+// So the limit is the best over several A.
 template <int A>
 __attribute__((target("avx512f"))) float ReadSum512(const float* p, size_t n) {
   __m512 acc[A];
@@ -76,7 +76,10 @@ __attribute__((target("avx2"))) float ReadSum256(const float* p, size_t n) {
   for (int j = 0; j < A; ++j) acc[j] = _mm256_setzero_ps();
   for (size_t i = 0; i < n; i += 16 * A) {
 #pragma GCC unroll 8
-    for (int j = 0; j < A; ++j) acc[j] = _mm256_add_ps(_mm256_add_ps(acc[j], _mm256_load_ps(p + i + 16 * j)), _mm256_load_ps(p + i + 16 * j + 8));
+    for (int j = 0; j < A; ++j) {
+      acc[j] = _mm256_add_ps(acc[j], _mm256_load_ps(p + i + 16 * j));
+      acc[j] = _mm256_add_ps(acc[j], _mm256_load_ps(p + i + 16 * j + 8));
+    }
   }
   for (int j = 1; j < A; ++j) acc[0] = _mm256_add_ps(acc[0], acc[j]);
   float out[8];

@@ -1,8 +1,9 @@
 // retain-bench: speed of the engine as a fraction of this machine's roofline, measured in one run.
 //
-//   retain-bench --arch rwkv7|rwkv4 --shape NAME --dtype f32|f16|bf16 --mode decode|prefill
+//   retain-bench --arch rwkv7|rwkv4|retnet|transnormer --shape NAME --dtype f32|f16|bf16
+//                --mode decode|prefill
 //                --batch B [--prompt-tokens T] [--position P] [--threads N] [--seconds S]
-//                [--windows W] --json
+//                [--windows W] [--step-tokens N] --json
 //
 // Roofline = min(bandwidth limit, compute limit) in tokens/s:
 //   bandwidth: tokens per weight pass × read_bw ÷ (weight bytes read per pass, the embedding counted
