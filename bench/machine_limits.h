@@ -1,8 +1,8 @@
 // The two limits a CPU engine is judged against, measured in the same run as the benchmark:
 // sustained read bandwidth and fp32 FMA peak, both over `threads` threads (one per core).
 // Method as shared/tools/machine-limits: first-touched per-thread chunks summed with independent
-// vector accumulators (here the best of 1, 2 and 8 accumulators: see machine_limits.cc); 16
-// independent FMA chains per thread at the widest ISA available; the best of a few repetitions.
+// vector accumulators (here the best of 1, 2 and 8 accumulators: see machine_limits.cc);
+// 16 (AVX-512) or 12 (AVX2) independent FMA chains per thread at the widest ISA available; the best of a few repetitions.
 #pragma once
 
 #include <cstddef>
