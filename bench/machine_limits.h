@@ -2,7 +2,8 @@
 // sustained read bandwidth and fp32 FMA peak, both over `threads` threads (one per core).
 // Method as shared/tools/machine-limits: first-touched per-thread chunks summed with independent
 // vector accumulators (here the best of 1, 2 and 8 accumulators: see machine_limits.cc);
-// 16 (AVX-512) or 12 (AVX2) independent FMA chains per thread at the widest ISA available; the best of a few repetitions.
+// 16 (AVX-512) or 12 (AVX2) independent FMA chains per thread at the widest ISA available; the
+// best of a few repetitions.
 #pragma once
 
 #include <cstddef>
