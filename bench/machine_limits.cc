@@ -25,6 +25,14 @@ using Clock = std::chrono::steady_clock;
 // cannot split the chains.
 constexpr int kChains512 = 16, kChains256 = 12;
 
+// Enough of a result to keep the loops alive (_mm512_reduce_add_ps trips a false GCC 12
+// "used uninitialized" warning).
+__attribute__((target("avx512f"))) float Lanes0And15(__m512 v) {
+  float out[16];
+  _mm512_storeu_ps(out, v);
+  return out[0] + out[15];
+}
+
 __attribute__((target("avx512f,fma"))) float FmaChains512(long iters) {
   __m512 acc[kChains512];
   const __m512 a = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(1e-7f);
@@ -37,7 +45,7 @@ __attribute__((target("avx512f,fma"))) float FmaChains512(long iters) {
   __m512 s = acc[0];
 #pragma GCC unroll 16
   for (int i = 1; i < kChains512; ++i) s = _mm512_add_ps(s, acc[i]);
-  return _mm512_reduce_add_ps(s);
+  return Lanes0And15(s);
 }
 
 __attribute__((target("avx2,fma"))) float FmaChains256(long iters) {
@@ -71,7 +79,7 @@ __attribute__((target("avx512f"))) float ReadSum512(const float* p, size_t n) {
     for (int j = 0; j < A; ++j) acc[j] = _mm512_add_ps(acc[j], _mm512_load_ps(p + i + 16 * j));
   }
   for (int j = 1; j < A; ++j) acc[0] = _mm512_add_ps(acc[0], acc[j]);
-  return _mm512_reduce_add_ps(acc[0]);
+  return Lanes0And15(acc[0]);
 }
 
 template <int A>

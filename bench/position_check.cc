@@ -57,13 +57,13 @@ absl::Status Run(const Options& o) {
   if (!dtypes.count(o.dtype)) return absl::InvalidArgumentError("--dtype is f32, f16 or bf16");
   const engine::DType dtype = dtypes.at(o.dtype);
   RETAIN_ASSIGN_OR_RETURN(RandomModelImage image, BuildRandomModel(o.arch, o.shape, dtype, 1234));
-  if (!image.config_json.empty()) return absl::UnimplementedError("families that need config.json: use retain-bench --position");
+  RETAIN_ASSIGN_OR_RETURN(auto config_dir, ConfigDir::Write(image));
   RETAIN_ASSIGN_OR_RETURN(auto weights, engine::SafetensorsFile::FromMemory("random", std::move(image.bytes)));
   int vocab = 0;
   for (const auto& [name, t] : weights->tensors())
     if (name == image.embedding) vocab = static_cast<int>(t.shape[0]);
   engine::ModelOptions mo;
-  RETAIN_ASSIGN_OR_RETURN(auto model, engine::LoadModelFromWeights(*weights, "", mo));
+  RETAIN_ASSIGN_OR_RETURN(auto model, engine::LoadModelFromWeights(*weights, config_dir->path(), mo));
   weights.reset();
   RETAIN_ASSIGN_OR_RETURN(void* states, model->AllocateStates(2));
   void* state[2] = {states, static_cast<char*>(states) + model->state_bytes()};

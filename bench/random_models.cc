@@ -3,8 +3,14 @@
 // denormals or NaNs that a trained model would not produce).
 #include "bench/random_models.h"
 
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <thread>
 
@@ -275,6 +281,24 @@ absl::StatusOr<RandomModelImage> BuildRandomModel(const std::string& arch, const
     return absl::InvalidArgumentError(absl::StrCat("unknown --arch '", arch, "' (known: rwkv7, rwkv4, retnet, transnormer)"));
   }
   return b.Build(dtype, seed);
+}
+
+absl::StatusOr<std::unique_ptr<ConfigDir>> ConfigDir::Write(const RandomModelImage& image) {
+  std::unique_ptr<ConfigDir> dir(new ConfigDir);
+  if (image.config_json.empty()) return dir;
+  char tmpl[] = "/tmp/retain-bench-XXXXXX";
+  if (mkdtemp(tmpl) == nullptr) return absl::InternalError(absl::StrCat("mkdtemp failed: ", std::strerror(errno)));
+  dir->path_ = tmpl;
+  std::ofstream out(dir->path_ + "/config.json");
+  out << image.config_json;
+  if (!out.flush()) return absl::InternalError(absl::StrCat("cannot write ", dir->path_, "/config.json"));
+  return dir;
+}
+
+ConfigDir::~ConfigDir() {
+  if (path_.empty()) return;
+  std::remove((path_ + "/config.json").c_str());
+  rmdir(path_.c_str());
 }
 
 }  // namespace retain::bench

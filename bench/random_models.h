@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -26,5 +27,20 @@ struct RandomModelImage {
 // known shapes.
 absl::StatusOr<RandomModelImage> BuildRandomModel(const std::string& arch, const std::string& shape,
                                                   engine::DType dtype, uint64_t seed);
+
+// The image's config.json in a fresh temporary directory, removed again on destruction; path() is
+// "" for families whose shapes say everything. Pass path() to LoadModelFromWeights.
+class ConfigDir {
+ public:
+  static absl::StatusOr<std::unique_ptr<ConfigDir>> Write(const RandomModelImage& image);
+  ~ConfigDir();
+  ConfigDir(const ConfigDir&) = delete;
+  ConfigDir& operator=(const ConfigDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  ConfigDir() = default;
+  std::string path_;
+};
 
 }  // namespace retain::bench

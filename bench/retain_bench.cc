@@ -110,13 +110,7 @@ absl::Status Run(const Options& o) {
 
   // Model: random image in memory -> the real loader -> image freed.
   RETAIN_ASSIGN_OR_RETURN(RandomModelImage image, BuildRandomModel(o.arch, o.shape, dtype, 1234));
-  std::string config_dir;
-  if (!image.config_json.empty()) {  // families that need config.json get it in a temp directory
-    char tmpl[] = "/tmp/retain-bench-XXXXXX";
-    if (mkdtemp(tmpl) == nullptr) return absl::InternalError("mkdtemp failed");
-    config_dir = tmpl;
-    std::ofstream(config_dir + "/config.json") << image.config_json;
-  }
+  RETAIN_ASSIGN_OR_RETURN(auto config_dir, ConfigDir::Write(image));
   RETAIN_ASSIGN_OR_RETURN(auto weights, engine::SafetensorsFile::FromMemory(absl::StrCat("random-", o.arch, "-", o.shape), std::move(image.bytes)));
   double weight_bytes = 0, emb_row_bytes = 0, head_params = 0, matrix_params = 0;
   int vocab = 0;
@@ -140,7 +134,7 @@ absl::Status Run(const Options& o) {
   engine::ModelOptions mo;
   mo.num_threads = threads;
   mo.max_step_tokens = o.step_tokens;
-  RETAIN_ASSIGN_OR_RETURN(auto model, engine::LoadModelFromWeights(*weights, config_dir, mo));
+  RETAIN_ASSIGN_OR_RETURN(auto model, engine::LoadModelFromWeights(*weights, config_dir->path(), mo));
   weights.reset();
   const size_t state_bytes = model->state_bytes();
   RETAIN_ASSIGN_OR_RETURN(void* states, model->AllocateStates(o.batch));
