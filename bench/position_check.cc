@@ -15,8 +15,8 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "bench/cli.h"
 #include "bench/random_models.h"
 #include "nlohmann/json.hpp"
 #include "retain/engine/model.h"
@@ -35,20 +35,13 @@ struct Options {
 
 absl::StatusOr<Options> Parse(int argc, char** argv) {
   Options o;
-  std::map<std::string, std::string*> strs = {{"--arch", &o.arch}, {"--shape", &o.shape}, {"--dtype", &o.dtype}};
-  std::map<std::string, int*> ints = {{"--near", &o.near}, {"--far", &o.far}, {"--pairs", &o.pairs}, {"--steps", &o.steps}};
-  for (int i = 1; i < argc; i += 2) {
-    const std::string k = argv[i];
-    if (i + 1 >= argc) return absl::InvalidArgumentError(absl::StrCat(k, " needs a value (or is unknown)"));
-    if (auto s = strs.find(k); s != strs.end()) {
-      *s->second = argv[i + 1];
-    } else if (auto n = ints.find(k); n != ints.end()) {
-      if (!absl::SimpleAtoi(argv[i + 1], n->second) || *n->second < 1)
-        return absl::InvalidArgumentError(absl::StrCat(k, ": bad number '", argv[i + 1], "'"));
-    } else {
-      return absl::InvalidArgumentError(absl::StrCat("unknown argument '", k, "'"));
-    }
-  }
+  RETAIN_RETURN_IF_ERROR(ParseFlags(
+      argc, argv,
+      {.strings = {{"--arch", &o.arch}, {"--shape", &o.shape}, {"--dtype", &o.dtype}},
+       .ints = {{"--near", &o.near}, {"--far", &o.far}, {"--pairs", &o.pairs}, {"--steps", &o.steps}},
+       .doubles = {},
+       .switches = {}}));
+  if (o.pairs < 1 || o.steps < 1) return absl::InvalidArgumentError("--pairs and --steps must be >= 1");
   return o;
 }
 
@@ -108,11 +101,5 @@ absl::Status Run(const Options& o) {
 }  // namespace retain::bench
 
 int main(int argc, char** argv) {
-  auto o = retain::bench::Parse(argc, argv);
-  absl::Status s = o.ok() ? retain::bench::Run(*o) : o.status();
-  if (!s.ok()) {
-    std::fprintf(stderr, "retain-position-check: %s\n", std::string(s.message()).c_str());
-    return 2;
-  }
-  return 0;
+  return retain::bench::ToolMain("retain-position-check", retain::bench::Parse(argc, argv), retain::bench::Run);
 }

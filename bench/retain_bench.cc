@@ -20,13 +20,12 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
-#include <map>
 #include <random>
 #include <string>
 #include <thread>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "bench/cli.h"
 #include "bench/machine_limits.h"
 #include "bench/random_models.h"
 #include "engine/kernels/cpu/isa.h"
@@ -54,24 +53,13 @@ struct Options {
 
 absl::StatusOr<Options> Parse(int argc, char** argv) {
   Options o;
-  std::map<std::string, std::string*> strs = {{"--arch", &o.arch}, {"--shape", &o.shape}, {"--dtype", &o.dtype}, {"--mode", &o.mode}};
-  std::map<std::string, int*> ints = {{"--batch", &o.batch}, {"--prompt-tokens", &o.prompt_tokens}, {"--position", &o.position},
-                                      {"--threads", &o.threads}, {"--step-tokens", &o.step_tokens},
-                                      {"--windows", &o.windows}};
-  for (int i = 1; i < argc; ++i) {
-    const std::string k = argv[i];
-    if (k == "--json") { o.json = true; continue; }
-    if (i + 1 >= argc) return absl::InvalidArgumentError(absl::StrCat(k, " needs a value (or is unknown)"));
-    const std::string v = argv[++i];
-    if (auto s = strs.find(k); s != strs.end()) *s->second = v;
-    else if (auto n = ints.find(k); n != ints.end()) {
-      if (!absl::SimpleAtoi(v, n->second) || *n->second < 0) return absl::InvalidArgumentError(absl::StrCat(k, ": bad number '", v, "'"));
-    } else if (k == "--seconds") {
-      if (!absl::SimpleAtod(v, &o.seconds)) return absl::InvalidArgumentError("--seconds: bad number");
-    } else {
-      return absl::InvalidArgumentError(absl::StrCat("unknown argument '", k, "'"));
-    }
-  }
+  RETAIN_RETURN_IF_ERROR(ParseFlags(
+      argc, argv,
+      {.strings = {{"--arch", &o.arch}, {"--shape", &o.shape}, {"--dtype", &o.dtype}, {"--mode", &o.mode}},
+       .ints = {{"--batch", &o.batch}, {"--prompt-tokens", &o.prompt_tokens}, {"--position", &o.position},
+                {"--threads", &o.threads}, {"--step-tokens", &o.step_tokens}, {"--windows", &o.windows}},
+       .doubles = {{"--seconds", &o.seconds}},
+       .switches = {{"--json", &o.json}}}));
   if (o.windows < 1) return absl::InvalidArgumentError("--windows must be >= 1");
   if (o.batch < 1) return absl::InvalidArgumentError("--batch must be >= 1");
   if (o.mode != "decode" && o.mode != "prefill") return absl::InvalidArgumentError("--mode is decode or prefill");
@@ -242,11 +230,5 @@ absl::Status Run(const Options& o) {
 }  // namespace retain::bench
 
 int main(int argc, char** argv) {
-  auto o = retain::bench::Parse(argc, argv);
-  absl::Status s = o.ok() ? retain::bench::Run(*o) : o.status();
-  if (!s.ok()) {
-    std::fprintf(stderr, "retain-bench: %s\n", std::string(s.message()).c_str());
-    return 2;
-  }
-  return 0;
+  return retain::bench::ToolMain("retain-bench", retain::bench::Parse(argc, argv), retain::bench::Run);
 }

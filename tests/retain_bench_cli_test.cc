@@ -1,30 +1,18 @@
 // retain-bench's command line as issue 4 defines it: the JSON fields, their consistency with the
 // roofline definition, and clean refusals of bad arguments. Tiny runs: speed is not asserted here.
-#include <sys/wait.h>
-
 #include <algorithm>
-#include <cstdio>
 #include <string>
 
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/testing/command.h"
 
 namespace {
 
-struct Result {
-  int exit_code;
-  std::string out;
-};
+using Result = retain::testing::CommandResult;
 
 Result RunBench(const std::string& args) {
-  const std::string cmd = std::string(RETAIN_BENCH_BIN) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  const int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+  return retain::testing::RunCommand(std::string(RETAIN_BENCH_BIN) + " " + args + " 2>&1");
 }
 
 constexpr const char* kQuick = " --seconds 0.2 --windows 2 --threads 2 --json";

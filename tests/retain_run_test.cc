@@ -1,12 +1,11 @@
 // retain-run as a user calls it: tokenizer forms through stdin/stdout, and clean failures.
-#include <cstdio>
 #include <fstream>
 #include <sstream>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/testing/command.h"
 #include "tests/testing/paths.h"
 
 namespace {
@@ -14,23 +13,13 @@ namespace {
 using retain::testing::KitDir;
 using retain::testing::SharedDir;
 
-struct Result {
-  int exit_code;
-  std::string out;
-};
+using Result = retain::testing::CommandResult;
 
-// Runs `args` with `input` on stdin; returns exit code and stdout (stderr to a file).
+// Runs retain-run with `args` and `input` on stdin; its stderr goes to /dev/null.
 Result RunCli(const std::string& args, const std::string& input) {
   const std::string in_path = ::testing::TempDir() + "/retain_run_stdin_" + std::to_string(getpid());
   { std::ofstream(in_path, std::ios::binary) << input; }
-  const std::string cmd = std::string(RETAIN_RUN_BIN) + " " + args + " < " + in_path + " 2>/dev/null";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  const int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+  return retain::testing::RunCommand(std::string(RETAIN_RUN_BIN) + " " + args + " < " + in_path + " 2>/dev/null");
 }
 
 std::string Vocab() { return SharedDir() + "/conformance/tokenizer/rwkv_vocab_v20230424.txt"; }
