@@ -10,7 +10,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <map>
 #include <random>
 #include <string>
 #include <vector>
@@ -46,9 +45,7 @@ absl::StatusOr<Options> Parse(int argc, char** argv) {
 }
 
 absl::Status Run(const Options& o) {
-  const std::map<std::string, engine::DType> dtypes = {{"f32", engine::DType::kF32}, {"f16", engine::DType::kF16}, {"bf16", engine::DType::kBF16}};
-  if (!dtypes.count(o.dtype)) return absl::InvalidArgumentError("--dtype is f32, f16 or bf16");
-  const engine::DType dtype = dtypes.at(o.dtype);
+  RETAIN_ASSIGN_OR_RETURN(const engine::DType dtype, ParseDType(o.dtype));
   RETAIN_ASSIGN_OR_RETURN(RandomModelImage image, BuildRandomModel(o.arch, o.shape, dtype, 1234));
   RETAIN_ASSIGN_OR_RETURN(auto config_dir, ConfigDir::Write(image));
   RETAIN_ASSIGN_OR_RETURN(auto weights, engine::SafetensorsFile::FromMemory("random", std::move(image.bytes)));

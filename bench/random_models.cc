@@ -230,6 +230,13 @@ std::string AddTransNormer(ImageBuilder& b, int d, int layers, int heads, int gl
 
 }  // namespace
 
+absl::StatusOr<engine::DType> ParseDType(const std::string& name) {
+  if (name == "f32") return engine::DType::kF32;
+  if (name == "f16") return engine::DType::kF16;
+  if (name == "bf16") return engine::DType::kBF16;
+  return absl::InvalidArgumentError("--dtype is f32, f16 or bf16");
+}
+
 absl::StatusOr<RandomModelImage> BuildRandomModel(const std::string& arch, const std::string& shape,
                                                   DType dtype, uint64_t seed) {
   // Ranks (decay, iclr, value, gate) of the released RWKV-7 models (spec §1.2).

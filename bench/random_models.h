@@ -22,6 +22,9 @@ struct RandomModelImage {
   bool tied = false;
 };
 
+// "f32" | "f16" | "bf16", the --dtype flag of the bench tools.
+absl::StatusOr<engine::DType> ParseDType(const std::string& name);
+
 // arch: rwkv7 | rwkv4 | retnet | transnormer; shape names as in the issues (rwkv7: 0.1b 0.4b 1.5b;
 // rwkv4: 169m 430m 1.5b 3b 7b 14b; retnet: small 1.3b; transnormer: 1b). InvalidArgument lists the
 // known shapes.

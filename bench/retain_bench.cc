@@ -67,13 +67,6 @@ absl::StatusOr<Options> Parse(int argc, char** argv) {
   return o;
 }
 
-absl::StatusOr<DType> ParseDType(const std::string& s) {
-  if (s == "f32") return DType::kF32;
-  if (s == "f16") return DType::kF16;
-  if (s == "bf16") return DType::kBF16;
-  return absl::InvalidArgumentError("--dtype is f32, f16 or bf16");
-}
-
 // Resident set high-water mark since the last ResetPeakRss (Linux).
 void ResetPeakRss() { std::ofstream("/proc/self/clear_refs") << "5"; }
 size_t PeakRssBytes() {
