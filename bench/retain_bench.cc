@@ -14,8 +14,6 @@
 // head is not counted per prefill token (as llama-bench does).
 // The limits are measured again before each of --windows timed windows and each window's rate is
 // divided by its own roofline; the median window is reported, every window's figures beside it.
-#include <stdlib.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>

@@ -46,6 +46,12 @@ enum class RetentionForm : uint8_t {
                // plain reference the other two are tested against
 };
 
+// Head `h` of row `r` in a [rows, n_head * width] buffer.
+template <typename T>
+inline T* HeadRow(T* base, int r, int n_head, int width, int h) {
+  return base + (static_cast<size_t>(r) * n_head + h) * width;
+}
+
 // Scalar-decay linear attention (spec A.4-A.6, B.4-B.6), per head h with decay γ_h = exp(log_decay[h]):
 //   o_n = γ^{i+1} q_n S₀ + Σ_{m ≤ n in this step} γ^{n−m} (q_n·k_m) v_m,   i = n − first row
 //   S   ← γ^L S₀ + Σ_j γ^{L−1−j} k_jᵀ v_j           (state after the step's last row)
@@ -53,12 +59,6 @@ enum class RetentionForm : uint8_t {
 // product or a negative exponent, so long sequences neither overflow nor underflow.
 // State per sequence: [n_head, key_size, value_size] f32, updated in place. q and k already carry
 // rotation, scale and feature map; o is raw (no norm).
-// Head `h` of row `r` in a [rows, n_head * width] buffer.
-template <typename T>
-inline T* HeadRow(T* base, int r, int n_head, int width, int h) {
-  return base + (static_cast<size_t>(r) * n_head + h) * width;
-}
-
 struct RetentionArgs {
   SeqRows seqs;
   int n_head = 0, key_size = 0, value_size = 0;
