@@ -1,7 +1,7 @@
 // retain-position-check: is a decode step's cost independent of how many tokens the state has seen?
 //
 //   retain-position-check [--arch rwkv7] [--shape 0.1b] [--dtype f16] [--near 16] [--far 16384]
-//                         [--pairs 40] [--steps 50]
+//                         [--pairs 40] [--steps 50]      (--help or -h: the usage)
 //
 // Two sessions of one model, brought to --near and --far positions by really running that many
 // tokens, then decoded in alternating windows of --steps steps. On a shared host the step time of
@@ -27,9 +27,16 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+constexpr char kUsage[] =
+    "usage: retain-position-check [--arch rwkv7|rwkv4|retnet|transnormer] [--shape 0.1b] [--dtype f16]\n"
+    "                             [--near 16] [--far 16384] [--pairs 40] [--steps 50]\n"
+    "Brings two sessions of a random-weight model to --near and --far positions, then times decode\n"
+    "steps in --pairs alternating windows of --steps steps each; prints one JSON line.\n";
+
 struct Options {
   std::string arch = "rwkv7", shape = "0.1b", dtype = "f16";
   int near = 16, far = 16384, pairs = 40, steps = 50;
+  bool help = false;
 };
 
 absl::StatusOr<Options> Parse(int argc, char** argv) {
@@ -39,7 +46,9 @@ absl::StatusOr<Options> Parse(int argc, char** argv) {
       {.strings = {{"--arch", &o.arch}, {"--shape", &o.shape}, {"--dtype", &o.dtype}},
        .ints = {{"--near", &o.near}, {"--far", &o.far}, {"--pairs", &o.pairs}, {"--steps", &o.steps}},
        .doubles = {},
-       .switches = {}}));
+       .switches = {}},
+      &o.help));
+  if (o.help) return o;
   if (o.pairs < 1 || o.steps < 1) return absl::InvalidArgumentError("--pairs and --steps must be >= 1");
   return o;
 }
@@ -98,5 +107,6 @@ absl::Status Run(const Options& o) {
 }  // namespace retain::bench
 
 int main(int argc, char** argv) {
-  return retain::bench::ToolMain("retain-position-check", retain::bench::Parse(argc, argv), retain::bench::Run);
+  return retain::bench::ToolMain("retain-position-check", retain::bench::kUsage, retain::bench::Parse(argc, argv),
+                                 retain::bench::Run);
 }

@@ -4,6 +4,7 @@
 //                --mode decode|prefill
 //                --batch B [--prompt-tokens T] [--position P] [--threads N] [--seconds S]
 //                [--windows W] [--step-tokens N] --json
+//   (--help or -h: the usage; --threads 0, the default, = every core, else 1 to 1024)
 //
 // Roofline = min(bandwidth limit, compute limit) in tokens/s:
 //   bandwidth: tokens per weight pass × read_bw ÷ (weight bytes read per pass, the embedding counted
@@ -20,13 +21,13 @@
 #include <fstream>
 #include <random>
 #include <string>
-#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "bench/cli.h"
 #include "bench/machine_limits.h"
 #include "bench/random_models.h"
 #include "engine/kernels/cpu/isa.h"
+#include "engine/tools/flag_number.h"
 #include "nlohmann/json.hpp"
 #include "retain/engine/model.h"
 #include "retain/engine/safetensors.h"
@@ -42,11 +43,22 @@ constexpr double kReadGib = 1.0;                 // read buffers: far beyond any
 constexpr long kFmaItersPerWindow = 50'000'000;  // ~0.12 s per thread at 3.5 GHz
 constexpr int kLimitReps = 3;                    // best of, per window
 
+constexpr char kUsage[] =
+    "usage: retain-bench [--arch rwkv7|rwkv4|retnet|transnormer] [--shape NAME] [--dtype f32|f16|bf16]\n"
+    "                    [--mode decode|prefill] [--batch B] [--prompt-tokens T] [--position P]\n"
+    "                    [--threads N] [--seconds S] [--windows W] [--step-tokens N] [--json]\n"
+    "Builds a model with random weights at a real shape and prints its tokens/s as a fraction of this\n"
+    "machine's roofline, measured before each of --windows timed windows (median window reported).\n"
+    "Defaults: --arch rwkv7 --shape 0.1b --dtype f16 --mode decode --batch 1 --prompt-tokens 512\n"
+    "--position 0 --seconds 5 --windows 5 --step-tokens 256; --threads 0 (the default) = every core,\n"
+    "else 1 to 1024. --json prints one line. An unknown --shape lists the known ones.\n";
+
 struct Options {
   std::string arch = "rwkv7", shape = "0.1b", dtype = "f16", mode = "decode";
   int batch = 1, prompt_tokens = 512, position = 0, threads = 0, step_tokens = 256, windows = 5;
   double seconds = 5.0;  // timed, over all windows
   bool json = false;
+  bool help = false;
 };
 
 absl::StatusOr<Options> Parse(int argc, char** argv) {
@@ -55,9 +67,12 @@ absl::StatusOr<Options> Parse(int argc, char** argv) {
       argc, argv,
       {.strings = {{"--arch", &o.arch}, {"--shape", &o.shape}, {"--dtype", &o.dtype}, {"--mode", &o.mode}},
        .ints = {{"--batch", &o.batch}, {"--prompt-tokens", &o.prompt_tokens}, {"--position", &o.position},
-                {"--threads", &o.threads}, {"--step-tokens", &o.step_tokens}, {"--windows", &o.windows}},
+                {"--threads", {&o.threads, 0, tools::kMaxThreads}}, {"--step-tokens", &o.step_tokens},
+                {"--windows", &o.windows}},
        .doubles = {{"--seconds", &o.seconds}},
-       .switches = {{"--json", &o.json}}}));
+       .switches = {{"--json", &o.json}}},
+      &o.help));
+  if (o.help) return o;
   if (o.windows < 1) return absl::InvalidArgumentError("--windows must be >= 1");
   if (o.batch < 1) return absl::InvalidArgumentError("--batch must be >= 1");
   if (o.mode != "decode" && o.mode != "prefill") return absl::InvalidArgumentError("--mode is decode or prefill");
@@ -84,7 +99,7 @@ std::vector<engine::TokenId> Tokens(int n, int vocab, uint32_t seed) {
 
 absl::Status Run(const Options& o) {
   RETAIN_ASSIGN_OR_RETURN(DType dtype, ParseDType(o.dtype));
-  const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::thread::hardware_concurrency());
+  const int threads = o.threads > 0 ? o.threads : engine::DefaultThreadCount();  // the engine's own default
   LimitsProbe probe(threads, kReadGib);
 
   // Model: random image in memory -> the real loader -> image freed.
@@ -221,5 +236,6 @@ absl::Status Run(const Options& o) {
 }  // namespace retain::bench
 
 int main(int argc, char** argv) {
-  return retain::bench::ToolMain("retain-bench", retain::bench::Parse(argc, argv), retain::bench::Run);
+  return retain::bench::ToolMain("retain-bench", retain::bench::kUsage, retain::bench::Parse(argc, argv),
+                                 retain::bench::Run);
 }

@@ -226,6 +226,7 @@ TEST(ModelLoading, RetNetConfigIsRequiredAndCheckedAgainstTheShapes) {
 
 TEST(ModelLoading, RetNetSavedBuffersMustBeTheRetNetDecaysAndAngles) {
   TensorMap t = ReadTensors(KitDir("retnet-tiny") + "/model.safetensors");
+  ASSERT_TRUE(t.count("retnet_rel_pos.decay") && t.count("retnet_rel_pos.angle")) << KitDir("retnet-tiny");
   t["retnet_rel_pos.decay"].values[1] = -0.5f;  // some other decay than log(1 − 2^−6)
   ExpectError(LoadStatus(WriteModelDir("retnet-decay", t, KitConfig("retnet-tiny"))), absl::StatusCode::kInvalidArgument,
               {"retnet_rel_pos.decay"});

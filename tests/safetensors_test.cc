@@ -15,6 +15,7 @@
 #include "absl/status/status.h"
 #include "gtest/gtest.h"
 #include "retain/engine/dtype.h"
+#include "tests/testing/paths.h"
 
 namespace retain::engine {
 namespace {
@@ -180,8 +181,8 @@ TEST_F(SafetensorsTest, WriterReportsUnwritablePath) {
 }
 
 TEST_F(SafetensorsTest, OpensEveryConformanceFile) {
-  const fs::path root = fs::path(RETAIN_SHARED_DIR) / "conformance";
-  ASSERT_TRUE(fs::is_directory(root)) << root;
+  const fs::path root = retain::testing::ConformanceDir();
+  ASSERT_TRUE(fs::is_directory(root)) << "no conformance kits: " << root << " is not a folder";
   int kits = 0;
   for (const fs::directory_entry& kit : fs::directory_iterator(root)) {
     if (!fs::exists(kit.path() / "model.safetensors") ||

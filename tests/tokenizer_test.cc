@@ -20,11 +20,12 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/testing/paths.h"
 
 namespace retain::engine {
 namespace {
 
-const std::string kTokDir = std::string(RETAIN_SHARED_DIR) + "/conformance/tokenizer";
+const std::string kTokDir = retain::testing::ConformanceDir() + "/tokenizer";
 
 // Loaded once: parsing 65k lines per test would dominate the suite under sanitizers.
 const Tokenizer* World() {
@@ -103,7 +104,7 @@ std::string RandomUtf8(std::mt19937& rng, size_t max_chars) {
 // Fixture for tests on the real vocabulary; SetUp's fatal failure skips the test body.
 class RwkvWorldTest : public ::testing::Test {
  protected:
-  void SetUp() override { ASSERT_NE(World(), nullptr); }
+  void SetUp() override { ASSERT_NE(World(), nullptr) << "could not load the vocabulary in " << kTokDir; }
 
   void ExpectCodec(const std::string& text, const std::vector<TokenId>& ids) {
     EXPECT_EQ(tok_->Encode(text), ids) << text;
@@ -115,7 +116,7 @@ class RwkvWorldTest : public ::testing::Test {
 
 TEST_F(RwkvWorldTest, ConformanceCases) {
   std::ifstream in(kTokDir + "/rwkv_world_cases.json");
-  ASSERT_TRUE(in.good());
+  ASSERT_TRUE(in.good()) << "cannot read " << kTokDir << "/rwkv_world_cases.json";
   const nlohmann::json doc = nlohmann::json::parse(in);
   ASSERT_FALSE(doc.at("cases").empty());
   for (const auto& c : doc.at("cases")) {

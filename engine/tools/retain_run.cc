@@ -3,12 +3,14 @@
 //   retain-run --model DIR --case CASE.json --out OUT.safetensors [--batch]
 //   retain-run --vocab FILE --encode      (UTF-8 text on stdin -> ids on one line)
 //   retain-run --vocab FILE --decode      (ids on stdin -> bytes on stdout)
-// Common: --threads N, --step-tokens N (prefill chunk). Without --model, the shipped default model.
+// Common: --threads N (0, the default, = every core; else 1 to 1024), --step-tokens N (prefill
+// chunk). Without --model, the shipped default model. --help or -h: the usage.
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
 #include <iterator>
+#include <limits>
 #include <map>
 #include <string>
 #include <vector>
@@ -16,6 +18,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "engine/tools/conformance_case.h"
+#include "engine/tools/flag_number.h"
 #include "retain/engine/model.h"
 #include "retain/engine/sampler.h"
 #include "retain/engine/status_macros.h"
@@ -33,7 +36,10 @@ constexpr char kUsage[] =
     "  retain-run [--model DIR] --prompt TEXT [--max-tokens N] [--temperature T] [--top-p P]\n"
     "             [--top-k K] [--seed S] [--threads N] [--step-tokens N]\n"
     "  retain-run --model DIR --case CASE.json --out OUT.safetensors [--batch]\n"
-    "  retain-run --vocab FILE (--encode | --decode)\n";
+    "  retain-run --vocab FILE (--encode | --decode)\n"
+    "  retain-run --help | -h\n"
+    "--threads 0 (the default) uses every core, else 1 to 1024. Without --model: $RETAIN_MODEL_DIR,\n"
+    "else the shipped default model.\n";
 
 struct Args {
   std::map<std::string, std::string> values;
@@ -50,7 +56,7 @@ absl::StatusOr<Args> ParseArgs(int argc, char** argv) {
   static const char* kValued[] = {"--model", "--prompt", "--max-tokens", "--temperature", "--top-p",
                                   "--top-k", "--seed", "--threads", "--step-tokens", "--case",
                                   "--out", "--vocab"};
-  static const char* kFlags[] = {"--batch", "--encode", "--decode", "--help"};
+  static const char* kFlags[] = {"--batch", "--encode", "--decode"};
   Args a;
   for (int i = 1; i < argc; ++i) {
     std::string k = argv[i];
@@ -62,6 +68,10 @@ absl::StatusOr<Args> ParseArgs(int argc, char** argv) {
       has_inline = true;
     }
     bool known = false;
+    if (k == "--help" || k == "-h") {  // the usage, whatever else is given
+      a.flags["--help"] = true;
+      return a;
+    }
     for (const char* f : kFlags)
       if (k == f) known = true, a.flags[k] = true;
     if (known) continue;
@@ -79,14 +89,12 @@ absl::StatusOr<Args> ParseArgs(int argc, char** argv) {
   return a;
 }
 
+// The value of `key`, when given, into *out; out of range of T or of [lo, hi] says so.
 template <typename T>
-absl::Status ParseNumber(const Args& a, const std::string& key, T* out) {
+absl::Status ParseNumber(const Args& a, const std::string& key, T* out, T lo = std::numeric_limits<T>::lowest(),
+                         T hi = std::numeric_limits<T>::max()) {
   if (!a.Has(key)) return absl::OkStatus();
-  bool ok;
-  if constexpr (std::is_same_v<T, float>) ok = absl::SimpleAtof(a.Get(key), out);
-  else ok = absl::SimpleAtoi(a.Get(key), out);
-  if (!ok) return absl::InvalidArgumentError(absl::StrCat(key, ": '", a.Get(key), "' is not a number"));
-  return absl::OkStatus();
+  return tools::ParseFlagNumber(key, a.Get(key), out, lo, hi);
 }
 
 std::string ReadStdin() {
@@ -190,7 +198,7 @@ absl::Status Main(int argc, char** argv) {
     return RunTokenizer(a);
   }
   ModelOptions options;
-  RETAIN_RETURN_IF_ERROR(ParseNumber(a, "--threads", &options.num_threads));
+  RETAIN_RETURN_IF_ERROR(ParseNumber(a, "--threads", &options.num_threads, 0, tools::kMaxThreads));
   RETAIN_RETURN_IF_ERROR(ParseNumber(a, "--step-tokens", &options.max_step_tokens));
   std::string dir = a.Get("--model");
   if (dir.empty()) {

@@ -1,12 +1,14 @@
-// Where tests find shared/ (conformance kits) and the source tree; set by tests/CMakeLists.txt.
+// Where tests find their data (tests/data: the conformance kits, copied from shared/) and the source
+// tree; set by tests/CMakeLists.txt.
 #pragma once
 
 #include <string>
 
 namespace retain::testing {
 
-inline std::string SharedDir() { return RETAIN_SHARED_DIR; }
-inline std::string KitDir(const std::string& kit) { return SharedDir() + "/conformance/" + kit; }
+inline std::string DataDir() { return RETAIN_TEST_DATA_DIR; }
+inline std::string ConformanceDir() { return DataDir() + "/conformance"; }
+inline std::string KitDir(const std::string& kit) { return ConformanceDir() + "/" + kit; }
 inline std::string SourceDir() { return RETAIN_SOURCE_DIR; }
 
 }  // namespace retain::testing

@@ -74,7 +74,9 @@ def check_chunk_vs_loop():
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument('--kits', default='/work/shared/conformance')
+    # The kits the C++ tests read: tests/data/conformance of this checkout (a copy of shared/conformance).
+    ap.add_argument('--kits', default=os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..',
+                                                   'tests', 'data', 'conformance'))
     args = ap.parse_args()
     torch.set_num_threads(1)
     ok = check_chunk_vs_loop()
