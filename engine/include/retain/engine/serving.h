@@ -1,0 +1,179 @@
+// The serving core of one model: sessions whose recurrent state stays resident in a fixed slot pool,
+// and a step thread that runs continuous batching over every running request. No gRPC, no
+// Prometheus: the server (server/) is an adapter over this header, and the same core runs wherever
+// the engine builds.
+//
+// The invariant everything is built around: a session's state equals the tokens its client was
+// sent. A sampled token is offered to the request's sink before it is fed to the model; if the sink
+// refuses it (the stream is gone) the token is dropped and the state is exactly the tokens
+// delivered. A token that was delivered but not yet fed (the last one of a request) stays with the
+// session as its pending token and is fed first by its next request.
+//
+// Thread safety: every public method may be called from any thread. Sinks and the observer are
+// called on the step thread and must not block.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "retain/engine/model.h"
+#include "retain/engine/sampler.h"
+#include "retain/engine/tokenizer.h"
+
+namespace retain::engine {
+
+struct ServingOptions {
+  int max_batch = 64;             // requests stepped together (decodes + prefills)
+  int max_step_tokens = 512;      // tokens per step; >= max_batch so every decode fits
+  int max_queue = 256;            // requests waiting for a place; past it ResourceExhausted
+  size_t state_budget_bytes = size_t{256} << 20;  // the slot pool: budget / state_bytes slots
+  absl::Duration session_ttl = absl::ZeroDuration();  // idle sessions evicted after; 0 = never
+  int max_prompt_tokens = 65536;
+  int max_tokens_limit = 8192;    // the largest max_tokens a request may ask for
+  int default_max_tokens = 256;   // when a request gives none
+  TokenId eos_token_id = 0;       // RWKV World's <|endoftext|>; -1 = the model has none
+};
+
+// InvalidArgument naming the option when options are inconsistent.
+absl::Status ValidateServingOptions(const ServingOptions& o);
+
+struct GenerateInput {
+  std::string session_id;       // empty = a throw-away state
+  std::vector<TokenId> prompt;  // may be empty only on a session with a pending token
+  SamplingParams sampling;
+  std::optional<int> max_tokens;  // absent = default_max_tokens; 0 = prefill only
+  std::vector<std::string> stop;
+  std::vector<TokenId> stop_token_ids;
+  bool ignore_eos = false;
+  int logprobs = 0;  // top-n alternatives, [0, kMaxTopLogprobs]
+  absl::Time deadline = absl::InfiniteFuture();
+};
+
+enum class FinishReason { kLength, kStop, kEos, kCancelled, kDeadline };
+const char* FinishReasonName(FinishReason r);
+
+struct StartedEvent {
+  std::string request_id;
+  std::string session_id;  // empty for a throw-away state
+  int prompt_tokens = 0;
+  int64_t position_before = 0;
+};
+
+struct TokenEvent {
+  TokenId id = 0;
+  std::string text;     // whole UTF-8 characters; may be empty while bytes are held back
+  float logprob = 0.0f;  // when logprobs > 0
+  std::vector<TokenLogprob> top_logprobs;  // descending
+};
+
+struct FinishedEvent {
+  std::string request_id;
+  FinishReason reason = FinishReason::kLength;
+  std::string stop;           // matched stop string
+  TokenId stop_token_id = -1;  // matched stop token id
+  int prompt_tokens = 0;      // prompt tokens consumed by this request
+  int generated_tokens = 0;   // tokens delivered
+  double queue_seconds = 0, time_to_first_token_seconds = 0, total_seconds = 0;
+  int64_t position = 0;       // the session's position after
+  std::string text_tail;      // held-back text released at the end
+};
+
+class GenerateSink {
+ public:
+  virtual ~GenerateSink() = default;
+  virtual void OnStarted(const StartedEvent& e) = 0;
+  // true = delivered (handed to the stream); false = the stream is gone, the token is dropped.
+  virtual bool OnToken(TokenEvent&& e) = 0;
+  // Exactly one of these ends every request that Submit accepted.
+  virtual void OnFinished(const FinishedEvent& e) = 0;
+  virtual void OnError(const absl::Status& status) = 0;
+};
+
+struct SessionInfo {
+  std::string id;
+  int64_t position = 0;  // tokens consumed, the pending token included
+  absl::Time created, last_used;
+  size_t state_bytes = 0;
+  bool busy = false;
+};
+
+// A session's state as host bytes (Model::ExportState's snapshot) with what the model state does
+// not carry: the position and the pending token. The server wraps it with its own header and
+// checksum for export.
+struct SessionSnapshot {
+  std::string state;  // Model::ExportState bytes
+  int64_t position = 0;
+  std::optional<TokenId> pending;
+  // Without a pending token: the logits after the last fed token (vocab_size floats) when the
+  // session's last stream went away after a token was fed, so an empty prompt can continue it.
+  // Usually empty.
+  std::vector<float> last_logits;
+};
+
+struct EngineStats {
+  int running = 0, waiting = 0;
+  int sessions = 0;  // named sessions (throw-away states not counted)
+  int slots_total = 0, slots_used = 0;
+  size_t state_bytes = 0;  // per slot
+};
+
+// Metrics hooks, called on the step thread (OnEviction also on the caller's thread).
+class EngineObserver {
+ public:
+  virtual ~EngineObserver() = default;
+  virtual void OnRequestFinished(const FinishedEvent&) {}
+  virtual void OnStep(int /*batch*/, int /*decode_rows*/, int /*prefill_tokens*/, double /*seconds*/) {}
+  virtual void OnInterTokenLatency(double /*seconds*/) {}
+  virtual void OnEviction(const char* /*reason: "lru" or "ttl"*/) {}
+};
+
+class Engine {
+ public:
+  // Takes the model and tokenizer (tokenizer may be null: token ids only). Allocates the slot
+  // pool at once; ResourceExhausted when the budget holds no slot or the backend has no memory.
+  static absl::StatusOr<std::unique_ptr<Engine>> Create(std::unique_ptr<Model> model,
+                                                        std::unique_ptr<Tokenizer> tokenizer,
+                                                        const ServingOptions& options,
+                                                        EngineObserver* observer = nullptr);
+  virtual ~Engine() = default;
+
+  virtual Model& model() = 0;
+  virtual const Tokenizer* tokenizer() const = 0;
+  virtual const ServingOptions& options() const = 0;
+
+  // Validates `input` against the model and the session before anything is queued. On error the
+  // sink is never called. Codes: InvalidArgument (field named), NotFound (session; says when it
+  // was evicted), FailedPrecondition (session busy), ResourceExhausted (queue or pool full),
+  // Unavailable (draining). Returns the request id.
+  virtual absl::StatusOr<std::string> Submit(GenerateInput input, std::shared_ptr<GenerateSink> sink) = 0;
+  // Leaves the batch at the next step; the sink then gets OnFinished(kCancelled). Unknown ids
+  // (already finished) are ignored.
+  virtual void Cancel(const std::string& request_id) = 0;
+
+  virtual absl::StatusOr<SessionInfo> CreateSession() = 0;
+  virtual absl::StatusOr<SessionInfo> GetSession(const std::string& id) = 0;
+  virtual std::vector<SessionInfo> ListSessions() = 0;
+  virtual absl::Status DeleteSession(const std::string& id) = 0;
+  virtual absl::StatusOr<SessionInfo> ForkSession(const std::string& id) = 0;
+  virtual absl::StatusOr<SessionSnapshot> ExportSession(const std::string& id) = 0;
+  // Checks the snapshot against the model (shape, finite values, pending id < vocab) before a
+  // slot is taken.
+  virtual absl::StatusOr<SessionInfo> ImportSession(const SessionSnapshot& snapshot) = 0;
+
+  virtual EngineStats Stats() = 0;
+
+  // Draining: Submit answers Unavailable from now on; running and queued requests go on.
+  virtual void BeginDrain() = 0;
+  // True when no request is running or queued, waiting at most `timeout`.
+  virtual bool WaitIdle(absl::Duration timeout) = 0;
+  // Every running and queued request finishes with kCancelled at the next step.
+  virtual void CancelAll() = 0;
+};
+
+}  // namespace retain::engine

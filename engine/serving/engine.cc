@@ -1,0 +1,779 @@
+// The serving engine of one model: sessions in a slot pool, a bounded queue, and one step thread
+// that runs continuous batching (serving.h states the contract).
+//
+// Locking: mu_ guards sessions, requests, the queue and the pool. The step thread holds it to
+// compose a step and to apply a step's results, never while the model runs and never while a
+// sink is called (a sink may call Cancel from another thread at any time). Slots of sessions
+// with a request in flight are touched only by the step thread; idle sessions' slots only under
+// mu_ (fork, export, import), so the two never meet.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <deque>
+#include <list>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "engine/serving/state_pool.h"
+#include "engine/serving/step_planner.h"
+#include "retain/engine/serving.h"
+#include "retain/engine/status_macros.h"
+#include "retain/engine/text_stream.h"
+
+namespace retain::engine {
+
+const char* FinishReasonName(FinishReason r) {
+  switch (r) {
+    case FinishReason::kLength: return "length";
+    case FinishReason::kStop: return "stop";
+    case FinishReason::kEos: return "eos";
+    case FinishReason::kCancelled: return "cancelled";
+    case FinishReason::kDeadline: return "deadline";
+  }
+  return "?";
+}
+
+absl::Status ValidateServingOptions(const ServingOptions& o) {
+  auto bad = [](const char* f, const std::string& why) { return absl::InvalidArgumentError(absl::StrCat(f, " ", why)); };
+  if (o.max_batch < 1 || o.max_batch > 4096) return bad("max_batch", "must be in [1, 4096]");
+  if (o.max_step_tokens < o.max_batch || o.max_step_tokens > 1 << 20)
+    return bad("max_step_tokens", absl::StrCat("must be in [max_batch (", o.max_batch, "), 1048576]"));
+  if (o.max_queue < 0 || o.max_queue > 1 << 20) return bad("max_queue", "must be in [0, 1048576]");
+  if (o.session_ttl < absl::ZeroDuration()) return bad("session_ttl", "must be >= 0");
+  if (o.max_prompt_tokens < 1) return bad("max_prompt_tokens", "must be >= 1");
+  if (o.max_tokens_limit < 0) return bad("max_tokens_limit", "must be >= 0");
+  if (o.default_max_tokens < 0 || o.default_max_tokens > o.max_tokens_limit)
+    return bad("default_max_tokens", "must be in [0, max_tokens_limit]");
+  return absl::OkStatus();
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
+
+struct Request;
+
+struct Session {
+  std::string id;
+  int slot = -1;
+  int64_t position = 0;             // tokens consumed, the pending one included
+  std::optional<TokenId> pending;   // delivered, not yet fed
+  // The logits after the last fed token, kept only when a stream went away after that token was
+  // fed and before another was delivered: the next request samples from them, so continuing
+  // equals never having stopped.
+  std::vector<float> last_logits;
+  absl::Time created, last_used;
+  Request* request = nullptr;       // the one in flight
+  bool anonymous = false;           // a throw-away state: never listed, gone with its request
+  std::list<Session*>::iterator lru;  // valid while idle and named
+  bool in_lru = false;
+};
+
+struct Request {
+  std::string id;
+  Session* session = nullptr;
+  std::shared_ptr<GenerateSink> sink;
+  // Tokens to feed, in order; the first `counted` of them are already in the session's position
+  // (a pending token). After each sampled token: {token}, counted 1.
+  std::vector<TokenId> input;
+  size_t fed = 0;
+  size_t counted = 0;
+  std::optional<TokenId> hold_back;  // prefill only: the prompt's last token becomes pending
+  bool hold_back_counted = false;    // ... and it was the session's pending token already
+  bool prefill_only = false;
+  bool from_stored = false;  // samples first from the session's last_logits, with nothing to feed
+  int prompt_tokens = 0;
+  int prompt_fed = 0;
+  int max_tokens = 0;
+  int generated = 0;
+  int64_t position_before = 0;
+  Sampler sampler;
+  std::optional<TextStream> text;
+  std::vector<TokenId> stop_ids;
+  bool ignore_eos = false;
+  int logprobs = 0;
+  absl::Time deadline;
+  bool cancel = false;
+  bool admitted = false;
+  Clock::time_point submitted, started, first_token, last_token;
+
+  Request(const SamplingParams& p, int vocab) : sampler(p, vocab) {}
+  int64_t remaining() const { return static_cast<int64_t>(input.size() - fed); }
+};
+
+// What a step's post-processing decided for one request, applied under the lock.
+struct Outcome {
+  Request* request = nullptr;
+  int fed = 0;
+  bool sampled = false;
+  bool delivered = false;
+  TokenId token = 0;
+  bool finish = false;
+  FinishedEvent event;
+};
+
+std::string RandomHex128(std::mt19937_64& rng) {
+  return absl::StrFormat("%016x%016x", rng(), rng());
+}
+
+class EngineImpl final : public Engine {
+ public:
+  EngineImpl(std::unique_ptr<Model> model, std::unique_ptr<Tokenizer> tokenizer, const ServingOptions& options,
+             EngineObserver* observer, std::unique_ptr<StatePool> pool)
+      : model_(std::move(model)), tokenizer_(std::move(tokenizer)), options_(options), observer_(observer),
+        pool_(std::move(pool)), vocab_(model_->config().vocab_size), rng_(std::random_device{}()) {
+    logits_.resize(static_cast<size_t>(options_.max_batch) * vocab_);
+    seqs_.reserve(options_.max_batch);
+    plan_.reserve(options_.max_batch);
+    remaining_.reserve(options_.max_batch);
+    outcomes_.reserve(options_.max_batch);
+    leaving_.reserve(options_.max_batch);
+    running_.reserve(options_.max_batch);
+    thread_ = std::thread([this] { Loop(); });
+  }
+
+  ~EngineImpl() override {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      for (auto& [id, r] : requests_) r->cancel = true;
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+  Model& model() override { return *model_; }
+  const Tokenizer* tokenizer() const override { return tokenizer_.get(); }
+  const ServingOptions& options() const override { return options_; }
+
+  absl::StatusOr<std::string> Submit(GenerateInput in, std::shared_ptr<GenerateSink> sink) override;
+  void Cancel(const std::string& request_id) override {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      auto it = requests_.find(request_id);
+      if (it == requests_.end()) return;
+      it->second->cancel = true;
+    }
+    cv_.notify_all();
+  }
+
+  absl::StatusOr<SessionInfo> CreateSession() override {
+    std::lock_guard<std::mutex> l(mu_);
+    RETAIN_ASSIGN_OR_RETURN(Session * s, NewSessionLocked(false));
+    RETAIN_RETURN_IF_ERROR(model_->InitState(pool_->slot(s->slot)));
+    cv_.notify_all();  // the TTL sweep's next due time may have changed
+    return InfoLocked(*s);
+  }
+  absl::StatusOr<SessionInfo> GetSession(const std::string& id) override {
+    std::lock_guard<std::mutex> l(mu_);
+    RETAIN_ASSIGN_OR_RETURN(Session * s, FindLocked(id));
+    return InfoLocked(*s);
+  }
+  std::vector<SessionInfo> ListSessions() override {
+    std::lock_guard<std::mutex> l(mu_);
+    std::vector<SessionInfo> out;
+    for (auto& [id, s] : sessions_)
+      if (!s->anonymous) out.push_back(InfoLocked(*s));
+    std::sort(out.begin(), out.end(), [](const SessionInfo& a, const SessionInfo& b) { return a.created < b.created; });
+    return out;
+  }
+  absl::Status DeleteSession(const std::string& id) override {
+    std::lock_guard<std::mutex> l(mu_);
+    RETAIN_ASSIGN_OR_RETURN(Session * s, FindLocked(id));
+    if (s->request != nullptr) return Busy(id);
+    DropSessionLocked(s);
+    return absl::OkStatus();
+  }
+  absl::StatusOr<SessionInfo> ForkSession(const std::string& id) override {
+    std::lock_guard<std::mutex> l(mu_);
+    RETAIN_ASSIGN_OR_RETURN(Session * src, FindLocked(id));
+    if (src->request != nullptr) return Busy(id);
+    // Out of the LRU while a slot is found, so the source is never the session evicted for it.
+    TouchLocked(src, /*remove=*/true);
+    absl::StatusOr<Session*> dst = NewSessionLocked(false);
+    TouchLocked(src, false);
+    if (!dst.ok()) return dst.status();
+    RETAIN_ASSIGN_OR_RETURN(std::string bytes, model_->ExportState(pool_->slot(src->slot)));
+    absl::Status s = model_->ImportState(bytes, pool_->slot((*dst)->slot));
+    if (!s.ok()) {
+      DropSessionLocked(*dst);
+      return s;
+    }
+    (*dst)->position = src->position;
+    (*dst)->pending = src->pending;
+    (*dst)->last_logits = src->last_logits;
+    cv_.notify_all();
+    return InfoLocked(**dst);
+  }
+  absl::StatusOr<SessionSnapshot> ExportSession(const std::string& id) override {
+    std::lock_guard<std::mutex> l(mu_);
+    RETAIN_ASSIGN_OR_RETURN(Session * s, FindLocked(id));
+    if (s->request != nullptr) return Busy(id);
+    SessionSnapshot snap;
+    RETAIN_ASSIGN_OR_RETURN(snap.state, model_->ExportState(pool_->slot(s->slot)));
+    snap.position = s->position;
+    snap.pending = s->pending;
+    snap.last_logits = s->last_logits;
+    TouchLocked(s, false);
+    return snap;
+  }
+  absl::StatusOr<SessionInfo> ImportSession(const SessionSnapshot& snap) override {
+    if (snap.position < 0) return absl::InvalidArgumentError("position must be >= 0");
+    if (snap.pending && (*snap.pending < 0 || *snap.pending >= vocab_))
+      return absl::InvalidArgumentError(absl::StrCat("pending token ", *snap.pending, " is out of range [0, ", vocab_, ")"));
+    if (snap.pending && snap.position < 1)
+      return absl::InvalidArgumentError("a snapshot with a pending token must have position >= 1");
+    if (!snap.last_logits.empty() && (snap.pending || snap.last_logits.size() != static_cast<size_t>(vocab_)))
+      return absl::InvalidArgumentError(absl::StrCat("last_logits must be empty or ", vocab_, " floats, and only without a pending token"));
+    for (float x : snap.last_logits)
+      if (std::isnan(x) || x == INFINITY) return absl::InvalidArgumentError("last_logits has a NaN or +inf value");
+    std::lock_guard<std::mutex> l(mu_);
+    // Checked in the scratch slot first: a bad snapshot never costs another session its slot.
+    RETAIN_RETURN_IF_ERROR(model_->ImportState(snap.state, pool_->slot(pool_->scratch())));
+    RETAIN_ASSIGN_OR_RETURN(Session * s, NewSessionLocked(false));
+    pool_->SwapScratch(&s->slot);
+    s->position = snap.position;
+    s->pending = snap.pending;
+    s->last_logits = snap.last_logits;
+    cv_.notify_all();
+    return InfoLocked(*s);
+  }
+
+  EngineStats Stats() override {
+    std::lock_guard<std::mutex> l(mu_);
+    EngineStats st;
+    st.running = static_cast<int>(running_.size());
+    st.waiting = static_cast<int>(waiting_.size());
+    st.sessions = named_sessions_;
+    st.slots_total = pool_->slots();
+    st.slots_used = pool_->used();
+    st.state_bytes = pool_->slot_bytes();
+    return st;
+  }
+
+  void BeginDrain() override {
+    std::lock_guard<std::mutex> l(mu_);
+    draining_ = true;
+  }
+  bool WaitIdle(absl::Duration timeout) override {
+    std::unique_lock<std::mutex> l(mu_);
+    return idle_cv_.wait_for(l, absl::ToChronoNanoseconds(timeout), [&] { return requests_.empty(); });
+  }
+  void CancelAll() override {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      for (auto& [id, r] : requests_) r->cancel = true;
+    }
+    cv_.notify_all();
+  }
+
+ private:
+  absl::Status Busy(const std::string& id) const {
+    return absl::FailedPreconditionError(absl::StrCat("session ", id, " has a request in flight; one request at a time per session"));
+  }
+
+  absl::StatusOr<Session*> FindLocked(const std::string& id) {
+    auto it = sessions_.find(id);
+    if (it != sessions_.end() && !it->second->anonymous) return it->second.get();
+    auto ev = evicted_.find(id);
+    if (ev != evicted_.end())
+      return absl::NotFoundError(absl::StrCat("session ", id, " was evicted (", ev->second, ")"));
+    return absl::NotFoundError(absl::StrCat("session ", id, " not found"));
+  }
+
+  SessionInfo InfoLocked(const Session& s) const {
+    SessionInfo i;
+    i.id = s.id;
+    i.position = s.position;
+    i.created = s.created;
+    i.last_used = s.last_used;
+    i.state_bytes = pool_->slot_bytes();
+    i.busy = s.request != nullptr;
+    return i;
+  }
+
+  // Moves an idle named session to the most recently used end (or takes it out of the list).
+  void TouchLocked(Session* s, bool remove) {
+    if (s->in_lru) {
+      lru_.erase(s->lru);
+      s->in_lru = false;
+    }
+    if (remove || s->anonymous || s->request != nullptr) return;
+    s->last_used = absl::Now();
+    s->lru = lru_.insert(lru_.end(), s);
+    s->in_lru = true;
+  }
+
+  void DropSessionLocked(Session* s) {
+    TouchLocked(s, true);
+    pool_->Release(s->slot);
+    if (!s->anonymous) --named_sessions_;
+    sessions_.erase(s->id);
+  }
+
+  void EvictLocked(Session* s, const char* reason) {
+    if (evicted_order_.size() >= kEvictedMemory) {
+      evicted_.erase(evicted_order_.front());
+      evicted_order_.pop_front();
+    }
+    evicted_[s->id] = reason;
+    evicted_order_.push_back(s->id);
+    DropSessionLocked(s);
+    if (observer_) observer_->OnEviction(reason);
+  }
+
+  // A new session holding a slot (contents not initialised), evicting the least recently used
+  // idle session when the pool is full.
+  absl::StatusOr<Session*> NewSessionLocked(bool anonymous) {
+    std::optional<int> slot = pool_->Acquire();
+    if (!slot && !lru_.empty()) {
+      EvictLocked(lru_.front(), "lru");
+      slot = pool_->Acquire();
+    }
+    if (!slot) {
+      return absl::ResourceExhaustedError(absl::StrCat("state pool full: all ", pool_->slots(),
+                                                       " slots hold sessions with requests in flight"));
+    }
+    auto s = std::make_unique<Session>();
+    do {
+      s->id = RandomHex128(rng_);
+    } while (sessions_.count(s->id) > 0);
+    s->slot = *slot;
+    s->anonymous = anonymous;
+    s->created = s->last_used = absl::Now();
+    Session* p = s.get();
+    sessions_.emplace(p->id, std::move(s));
+    if (!anonymous) {
+      ++named_sessions_;
+      TouchLocked(p, false);
+    }
+    return p;
+  }
+
+  absl::Status ValidateInput(const GenerateInput& in) const;
+  void Loop();
+  void SweepTtlLocked();
+  // Ends `r` under the lock: session bookkeeping, and the event the sink gets after unlocking.
+  FinishedEvent FinishLocked(Request* r, FinishReason reason, Clock::time_point now);
+  void Sample(Request* r, const float* logits, Outcome* o);
+
+  static constexpr size_t kEvictedMemory = 65536;  // evicted ids remembered for NOT_FOUND messages
+
+  std::unique_ptr<Model> model_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  const ServingOptions options_;
+  EngineObserver* observer_;
+  std::unique_ptr<StatePool> pool_;
+  const int vocab_;
+
+  std::mutex mu_;
+  std::condition_variable cv_, idle_cv_;
+  std::mt19937_64 rng_;
+  std::unordered_map<std::string, std::unique_ptr<Session>> sessions_;
+  int named_sessions_ = 0;
+  std::list<Session*> lru_;  // idle named sessions, least recently used first
+  std::unordered_map<std::string, const char*> evicted_;
+  std::deque<std::string> evicted_order_;
+  std::unordered_map<std::string, std::unique_ptr<Request>> requests_;
+  std::deque<Request*> waiting_;
+  std::vector<Request*> running_;  // arrival order
+  uint64_t next_request_ = 1;
+  bool draining_ = false;
+  bool stop_ = false;
+  std::thread thread_;
+
+  // Step-thread scratch, capacity reserved once.
+  std::vector<float> logits_;
+  std::vector<SequenceInput> seqs_;
+  std::vector<PlanItem> plan_;
+  std::vector<int64_t> remaining_;
+  std::vector<Outcome> outcomes_;
+  std::vector<Request*> leaving_;
+  std::vector<Request*> stored_;  // admitted this step with from_stored
+};
+
+absl::Status EngineImpl::ValidateInput(const GenerateInput& in) const {
+  if (static_cast<int64_t>(in.prompt.size()) > options_.max_prompt_tokens) {
+    return absl::InvalidArgumentError(absl::StrCat("prompt has ", in.prompt.size(), " tokens, over the server's limit of ",
+                                                   options_.max_prompt_tokens, " (--max-prompt-tokens)"));
+  }
+  for (size_t i = 0; i < in.prompt.size(); ++i) {
+    if (in.prompt[i] < 0 || in.prompt[i] >= vocab_)
+      return absl::InvalidArgumentError(absl::StrCat("prompt_tokens[", i, "] = ", in.prompt[i], " is out of range [0, ", vocab_, ")"));
+  }
+  if (in.max_tokens && (*in.max_tokens < 0 || *in.max_tokens > options_.max_tokens_limit)) {
+    return absl::InvalidArgumentError(absl::StrCat("max_tokens = ", *in.max_tokens, " must be in [0, ",
+                                                   options_.max_tokens_limit, "] (--max-tokens-limit)"));
+  }
+  RETAIN_RETURN_IF_ERROR(ValidateSamplingParams(in.sampling));
+  if (in.logprobs < 0 || in.logprobs > kMaxTopLogprobs)
+    return absl::InvalidArgumentError(absl::StrCat("logprobs = ", in.logprobs, " must be in [0, ", kMaxTopLogprobs, "]"));
+  if (!in.stop.empty() && tokenizer_ == nullptr)
+    return absl::InvalidArgumentError("stop: this model has no tokenizer, so stop strings cannot match; use stop_token_ids");
+  for (size_t i = 0; i < in.stop.size(); ++i)
+    if (in.stop[i].empty()) return absl::InvalidArgumentError(absl::StrCat("stop[", i, "] is empty"));
+  for (size_t i = 0; i < in.stop_token_ids.size(); ++i) {
+    if (in.stop_token_ids[i] < 0 || in.stop_token_ids[i] >= vocab_)
+      return absl::InvalidArgumentError(absl::StrCat("stop_token_ids[", i, "] = ", in.stop_token_ids[i],
+                                                     " is out of range [0, ", vocab_, ")"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> EngineImpl::Submit(GenerateInput in, std::shared_ptr<GenerateSink> sink) {
+  RETAIN_RETURN_IF_ERROR(ValidateInput(in));
+  const int max_tokens = in.max_tokens.value_or(options_.default_max_tokens);
+  if (in.prompt.empty() && in.session_id.empty())
+    return absl::InvalidArgumentError("prompt is empty: a prompt is required unless continuing a session");
+  auto r = std::make_unique<Request>(in.sampling, vocab_);
+  r->sampler.ObservePrompt(in.prompt);
+  if (tokenizer_ != nullptr) r->text.emplace(tokenizer_.get(), std::move(in.stop));
+  r->stop_ids = std::move(in.stop_token_ids);
+  r->ignore_eos = in.ignore_eos;
+  r->logprobs = in.logprobs;
+  r->deadline = in.deadline;
+  r->max_tokens = max_tokens;
+  r->prefill_only = max_tokens == 0;
+  r->prompt_tokens = static_cast<int>(in.prompt.size());
+  r->sink = std::move(sink);
+  r->submitted = Clock::now();
+
+  std::unique_lock<std::mutex> l(mu_);
+  if (draining_ || stop_) return absl::UnavailableError("server is draining; not accepting new requests");
+  if (static_cast<int>(waiting_.size()) >= options_.max_queue) {
+    return absl::ResourceExhaustedError(absl::StrCat("request queue full (", options_.max_queue, " waiting, --max-queue)"));
+  }
+  Session* s = nullptr;
+  if (in.session_id.empty()) {
+    RETAIN_ASSIGN_OR_RETURN(s, NewSessionLocked(true));
+    RETAIN_RETURN_IF_ERROR(model_->InitState(pool_->slot(s->slot)));
+  } else {
+    RETAIN_ASSIGN_OR_RETURN(s, FindLocked(in.session_id));
+    if (s->request != nullptr) return Busy(in.session_id);
+    if (in.prompt.empty() && !s->pending && s->last_logits.empty()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "prompt is empty and session ", in.session_id,
+          " has no pending token to continue from (it is new, or its last request ended on EOS or a stop token)"));
+    }
+  }
+  r->id = absl::StrCat("req-", next_request_++);
+  r->session = s;
+  r->position_before = s->position;
+  if (s->pending) {
+    r->input.push_back(*s->pending);
+    r->counted = 1;
+    s->pending.reset();
+  }
+  r->input.insert(r->input.end(), in.prompt.begin(), in.prompt.end());
+  if (!r->input.empty()) {
+    s->last_logits.clear();  // whatever is fed next supersedes them
+  } else {
+    r->from_stored = !r->prefill_only;
+  }
+  if (r->prefill_only && !r->input.empty()) {
+    r->hold_back = r->input.back();
+    r->input.pop_back();
+    if (r->counted > r->input.size()) {  // the held token is the pending one
+      r->counted = r->input.size();
+      r->hold_back_counted = true;
+    }
+  }
+  s->request = r.get();
+  TouchLocked(s, true);
+  Request* raw = r.get();
+  std::string id = raw->id;
+  requests_.emplace(id, std::move(r));
+  waiting_.push_back(raw);
+  l.unlock();
+  cv_.notify_all();
+  return id;
+}
+
+FinishedEvent EngineImpl::FinishLocked(Request* r, FinishReason reason, Clock::time_point now) {
+  Session* s = r->session;
+  // A pending token not fed yet stays with the session; the held-back prompt token of a
+  // completed prefill becomes pending. Anything else unfed was never counted.
+  if (r->fed < r->counted) {
+    s->pending = r->input[r->fed];
+  } else if (r->hold_back && r->fed == r->input.size()) {
+    s->pending = *r->hold_back;
+    if (!r->hold_back_counted) {
+      s->position += 1;
+      r->prompt_fed += 1;
+    }
+  }
+  s->request = nullptr;
+  FinishedEvent e;
+  e.request_id = r->id;
+  e.reason = reason;
+  e.prompt_tokens = r->prompt_fed;
+  e.generated_tokens = r->generated;
+  e.queue_seconds = r->admitted ? Seconds(r->submitted, r->started) : Seconds(r->submitted, now);
+  e.time_to_first_token_seconds = r->generated > 0 ? Seconds(r->submitted, r->first_token) : 0.0;
+  e.total_seconds = Seconds(r->submitted, now);
+  e.position = s->position;
+  if (s->anonymous) {
+    DropSessionLocked(s);
+  } else {
+    TouchLocked(s, false);
+  }
+  waiting_.erase(std::remove(waiting_.begin(), waiting_.end(), r), waiting_.end());
+  running_.erase(std::remove(running_.begin(), running_.end(), r), running_.end());
+  return e;
+}
+
+void EngineImpl::SweepTtlLocked() {
+  if (options_.session_ttl <= absl::ZeroDuration()) return;
+  const absl::Time cutoff = absl::Now() - options_.session_ttl;
+  while (!lru_.empty() && lru_.front()->last_used < cutoff) EvictLocked(lru_.front(), "ttl");
+}
+
+void EngineImpl::Sample(Request* r, const float* logits, Outcome* o) {
+  absl::Span<const float> row(logits, vocab_);
+  const TokenId tok = r->sampler.Sample(row);
+  o->sampled = true;
+  o->token = tok;
+  FinishedEvent& e = o->event;
+  if (!r->ignore_eos && options_.eos_token_id >= 0 && tok == options_.eos_token_id) {
+    o->finish = true;
+    e.reason = FinishReason::kEos;
+    if (r->text) e.text_tail = r->text->Flush();
+    return;
+  }
+  if (std::find(r->stop_ids.begin(), r->stop_ids.end(), tok) != r->stop_ids.end()) {
+    o->finish = true;
+    e.reason = FinishReason::kStop;
+    e.stop_token_id = tok;
+    if (r->text) e.text_tail = r->text->Flush();
+    return;
+  }
+  TokenEvent t;
+  t.id = tok;
+  bool stopped = false;
+  if (r->text) {
+    absl::StatusOr<TextStream::Piece> piece = r->text->Push(tok);
+    if (piece.ok()) {
+      t.text = std::move(piece->text);
+      if (piece->stopped) {
+        stopped = true;
+        e.stop = piece->matched;
+      }
+    }
+  }
+  if (r->logprobs > 0) {
+    t.top_logprobs.reserve(r->logprobs);
+    ComputeLogprobs(row, tok, r->logprobs, &t.logprob, &t.top_logprobs);
+  }
+  o->delivered = r->sink->OnToken(std::move(t));
+  if (!o->delivered) {
+    o->finish = true;
+    e.reason = FinishReason::kCancelled;
+    if (!r->from_stored) r->session->last_logits.assign(row.begin(), row.end());
+    return;
+  }
+  if (stopped) {
+    o->finish = true;
+    e.reason = FinishReason::kStop;
+  } else if (r->generated + 1 >= r->max_tokens) {
+    o->finish = true;
+    e.reason = FinishReason::kLength;
+    if (r->text) e.text_tail = r->text->Flush();
+  }
+}
+
+void EngineImpl::Loop() {
+  std::vector<std::pair<std::shared_ptr<GenerateSink>, FinishedEvent>> finished;
+  std::vector<std::pair<std::shared_ptr<GenerateSink>, StartedEvent>> started;
+  finished.reserve(options_.max_batch);
+  started.reserve(options_.max_batch);
+  auto emit = [&] {
+    for (auto& [sink, e] : started) sink->OnStarted(e);
+    for (auto& [sink, e] : finished) {
+      if (observer_) observer_->OnRequestFinished(e);
+      sink->OnFinished(e);
+    }
+    started.clear();
+    finished.clear();
+  };
+
+  std::unique_lock<std::mutex> l(mu_);
+  while (true) {
+    // Sleep until there is work (an idle engine wakes only for the TTL sweep).
+    while (!stop_ && waiting_.empty() && running_.empty()) {
+      if (options_.session_ttl > absl::ZeroDuration() && !lru_.empty()) {
+        const absl::Time due = lru_.front()->last_used + options_.session_ttl;
+        cv_.wait_for(l, absl::ToChronoNanoseconds(std::max(due - absl::Now(), absl::Milliseconds(1))));
+        SweepTtlLocked();
+      } else {
+        cv_.wait(l);
+      }
+    }
+    if (stop_ && requests_.empty()) break;
+    SweepTtlLocked();
+
+    // Leavers: cancelled, past their deadline, or stopping.
+    const Clock::time_point now = Clock::now();
+    const absl::Time wall = absl::Now();
+    std::vector<Request*>& leaving = leaving_;
+    leaving.clear();
+    for (Request* r : running_)
+      if (r->cancel || stop_ || wall >= r->deadline) leaving.push_back(r);
+    for (Request* r : waiting_)
+      if (r->cancel || stop_ || wall >= r->deadline) leaving.push_back(r);
+    for (Request* r : leaving) {
+      const FinishReason why = (!r->cancel && !stop_) ? FinishReason::kDeadline : FinishReason::kCancelled;
+      finished.emplace_back(r->sink, FinishLocked(r, why, now));
+      requests_.erase(r->id);
+    }
+
+    // Admission: arrival order, up to max_batch running.
+    while (!waiting_.empty() && static_cast<int>(running_.size()) < options_.max_batch) {
+      Request* r = waiting_.front();
+      waiting_.pop_front();
+      r->admitted = true;
+      r->started = now;
+      StartedEvent se{r->id, r->session->anonymous ? "" : r->session->id, r->prompt_tokens, r->position_before};
+      started.emplace_back(r->sink, std::move(se));
+      if (r->from_stored) {
+        stored_.push_back(r);
+      } else if (r->remaining() == 0) {  // a prefill of nothing (or of only the held-back token)
+        finished.emplace_back(r->sink, FinishLocked(r, FinishReason::kLength, now));
+        requests_.erase(r->id);
+        continue;
+      }
+      running_.push_back(r);
+    }
+    if (requests_.empty()) idle_cv_.notify_all();
+
+    remaining_.clear();
+    for (Request* r : running_) remaining_.push_back(r->remaining());
+    PlanStep(remaining_, options_.max_step_tokens, &plan_);
+    seqs_.clear();
+    int decode_rows = 0, prefill_tokens = 0;
+    for (const PlanItem& p : plan_) {
+      Request* r = running_[p.index];
+      seqs_.push_back(SequenceInput{absl::MakeConstSpan(r->input.data() + r->fed, p.tokens), pool_->slot(r->session->slot), false});
+      (p.tokens == 1 && r->generated > 0 ? decode_rows : prefill_tokens) += p.tokens;
+    }
+    if (seqs_.empty() && stored_.empty()) {
+      l.unlock();
+      emit();
+      l.lock();
+      continue;
+    }
+    l.unlock();
+    emit();
+
+    // The step itself, with no lock held.
+    absl::Status status;
+    if (!seqs_.empty()) {
+      const Clock::time_point t0 = Clock::now();
+      status = model_->Forward(seqs_, absl::MakeSpan(logits_.data(), seqs_.size() * vocab_));
+      const Clock::time_point t1 = Clock::now();
+      if (observer_) observer_->OnStep(static_cast<int>(seqs_.size()), decode_rows, prefill_tokens, Seconds(t0, t1));
+    }
+
+    // Sampling and delivery, still unlocked: only this thread touches running requests' fields
+    // below, and the sinks may take their own locks.
+    outcomes_.clear();
+    for (size_t i = 0; i < plan_.size(); ++i) {
+      Request* r = running_[plan_[i].index];
+      Outcome o;
+      o.request = r;
+      o.fed = plan_[i].tokens;
+      if (status.ok() && r->fed + o.fed == r->input.size() && !r->prefill_only)
+        Sample(r, logits_.data() + i * vocab_, &o);
+      outcomes_.push_back(std::move(o));
+    }
+    // Requests that continue a cut stream sample first from the logits their session kept.
+    for (Request* r : stored_) {
+      Outcome o;
+      o.request = r;
+      std::vector<float> row = std::move(r->session->last_logits);
+      r->session->last_logits.clear();
+      Sample(r, row.data(), &o);
+      if (!o.delivered && o.sampled && r->session->last_logits.empty()) r->session->last_logits = std::move(row);
+      outcomes_.push_back(std::move(o));
+    }
+    stored_.clear();
+
+    l.lock();
+    const Clock::time_point done = Clock::now();
+    for (Outcome& o : outcomes_) {
+      Request* r = o.request;
+      Session* s = r->session;
+      if (!status.ok() && !r->from_stored) {
+        // Forward validates before touching any state: nothing was consumed.
+        std::shared_ptr<GenerateSink> sink = r->sink;
+        FinishLocked(r, FinishReason::kCancelled, done);
+        requests_.erase(r->id);
+        l.unlock();
+        sink->OnError(absl::InternalError(absl::StrCat("model step failed: ", status.message())));
+        l.lock();
+        continue;
+      }
+      // Tokens fed this step that the position did not count yet (everything but a pending one).
+      const size_t already = r->fed < r->counted ? std::min<size_t>(r->counted - r->fed, o.fed) : 0;
+      s->position += static_cast<int64_t>(o.fed - already);
+      r->prompt_fed += static_cast<int>(o.fed - already);  // sampled tokens are always counted
+      r->fed += o.fed;
+      if (r->prefill_only && r->fed == r->input.size()) {
+        finished.emplace_back(r->sink, FinishLocked(r, FinishReason::kLength, done));
+        requests_.erase(r->id);
+        continue;
+      }
+      r->from_stored = false;
+      if (o.sampled && o.delivered) {
+        s->position += 1;
+        r->generated += 1;
+        if (r->generated == 1) {
+          r->first_token = done;
+        } else if (observer_) {
+          observer_->OnInterTokenLatency(Seconds(r->last_token, done));
+        }
+        r->last_token = done;
+        r->input.assign(1, o.token);
+        r->fed = 0;
+        r->counted = 1;
+      }
+      if (o.finish) {
+        FinishedEvent e = FinishLocked(r, o.event.reason, done);
+        e.stop = std::move(o.event.stop);
+        e.stop_token_id = o.event.stop_token_id;
+        e.text_tail = std::move(o.event.text_tail);
+        finished.emplace_back(r->sink, std::move(e));
+        requests_.erase(r->id);
+      }
+    }
+    if (requests_.empty()) idle_cv_.notify_all();
+    l.unlock();
+    emit();
+    l.lock();
+  }
+  l.unlock();
+  emit();
+  idle_cv_.notify_all();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::unique_ptr<Model> model, std::unique_ptr<Tokenizer> tokenizer,
+                                                       const ServingOptions& options, EngineObserver* observer) {
+  if (model == nullptr) return absl::InvalidArgumentError("no model");
+  RETAIN_RETURN_IF_ERROR(ValidateServingOptions(options));
+  if (options.eos_token_id >= model->config().vocab_size)
+    return absl::InvalidArgumentError(absl::StrCat("eos_token_id ", options.eos_token_id, " is not below the vocabulary size"));
+  RETAIN_ASSIGN_OR_RETURN(std::unique_ptr<StatePool> pool, StatePool::Create(*model, options.state_budget_bytes));
+  return std::unique_ptr<Engine>(new EngineImpl(std::move(model), std::move(tokenizer), options, observer, std::move(pool)));
+}
+
+}  // namespace retain::engine
