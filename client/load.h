@@ -1,0 +1,68 @@
+// retain load: the load generator's two modes, sharing the options and the resolved target.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <grpcpp/channel.h>
+#include <grpcpp/support/status.h>
+
+#include "client/channel.h"
+
+namespace retain::client {
+
+inline constexpr int kMaxLoadStreams = 4096;
+inline constexpr double kMaxLoadDurationSeconds = 3600;
+inline constexpr int kMaxLoadTurns = 1000;
+inline constexpr int kMaxLoadPromptTokens = 65536;
+inline constexpr int kMaxLoadChannels = 64;
+
+struct LoadOptions {
+  // Stream mode.
+  int streams = 0;
+  double duration = 0;
+  int prompt_tokens = 0;
+  // Conversation mode.
+  int conversations = 0;
+  int turns = 0;
+  int turn_tokens = 0;
+  // Both.
+  int max_tokens = 0;
+  std::string model;
+  uint64_t seed = 0;
+  int channels = 1;
+  float temperature = 0;  // stream mode only; conversations are greedy
+  bool json = false, quiet = false, allow_remote = false, keep_sessions = false;
+};
+
+struct LoadTarget {
+  std::vector<std::shared_ptr<grpc::Channel>> channels;
+  std::string model;  // the resolved name (the server's default when --model was not given)
+  int vocab_size = 0;
+};
+
+// The first error an RPC ended with and the count per code, shared by the worker threads.
+class ErrorTally {
+ public:
+  void Add(const grpc::Status& s);
+  uint64_t total() const;
+  std::map<std::string, uint64_t> by_code() const;
+  // 0 when there was none, else 10 + the first error's code (after printing it).
+  int ExitCode() const;
+
+ private:
+  mutable std::mutex mu_;
+  std::map<std::string, uint64_t> by_code_;
+  uint64_t total_ = 0;
+  bool have_first_ = false;
+  grpc::Status first_;
+};
+
+int RunStreamLoad(const GlobalOptions& g, const LoadOptions& o, const LoadTarget& t);        // load_stream.cc
+int RunConversationLoad(const GlobalOptions& g, const LoadOptions& o, const LoadTarget& t);  // load_conversation.cc
+
+}  // namespace retain::client

@@ -1,0 +1,132 @@
+"""Shared by the Python tests: start and stop a real retain-server, read safetensors.
+
+The server is started on 127.0.0.1 port 0; its start-up line on stderr
+("... retain-server: listening on 127.0.0.1:PORT (plaintext); ...") says the bound port.
+Its stderr is drained by a thread for as long as it runs (kept for failure messages).
+"""
+import json
+import os
+import re
+import signal
+import struct
+import subprocess
+import threading
+import time
+
+_LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
+
+
+def env_path(name):
+    value = os.environ.get(name)
+    if not value:
+        raise RuntimeError(f"${name} is not set (ctest sets it; see tests/CMakeLists.txt)")
+    return value
+
+
+class ServerProcess:
+    """A retain-server child process on 127.0.0.1:0 (a context manager)."""
+
+    def __init__(self, args=(), start_timeout=60.0):
+        binary = env_path("RETAIN_SERVER_BIN")
+        self.argv = [binary, "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", *args]
+        self.lines = []
+        self._lock = threading.Lock()
+        self._port_ready = threading.Event()
+        self.port = None
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
+        if not self._port_ready.wait(start_timeout) or self.port is None:
+            self.stop()
+            raise RuntimeError(f"retain-server did not say where it listens within {start_timeout} s; "
+                               f"argv {self.argv}; stderr:\n{self.log()}")
+
+    def _drain(self):
+        for raw in self.proc.stderr:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            with self._lock:
+                self.lines.append(line)
+            if self.port is None:
+                m = _LISTENING.search(line)
+                if m:
+                    self.port = int(m.group(1))
+                    self._port_ready.set()
+        self._port_ready.set()  # the process ended (without the line, port stays None)
+
+    @property
+    def address(self):
+        return f"127.0.0.1:{self.port}"
+
+    def log(self):
+        with self._lock:
+            return "\n".join(self.lines[-200:])
+
+    def stop(self, timeout=30.0):
+        """SIGTERM (the server drains and exits 0), SIGKILL after `timeout`. Returns the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._reader.join(5)
+        return self.proc.returncode
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def read_safetensors(path):
+    """{name: (shape, [floats])} for the F32 tensors of a .safetensors file (8-byte header
+    length, a JSON header, then the data)."""
+    with open(path, "rb") as f:
+        blob = f.read()
+    (n,) = struct.unpack_from("<Q", blob, 0)
+    header = json.loads(blob[8:8 + n])
+    base = 8 + n
+    out = {}
+    for name, meta in header.items():
+        if name == "__metadata__":
+            continue
+        if meta["dtype"] != "F32":
+            raise ValueError(f"{name}: dtype {meta['dtype']}, only F32 is read here")
+        begin, end = meta["data_offsets"]
+        count = (end - begin) // 4
+        out[name] = (meta["shape"], list(struct.unpack_from(f"<{count}f", blob, base + begin)))
+    return out
+
+
+def argmax(row):
+    best = 0
+    for i, v in enumerate(row):
+        if v > row[best]:
+            best = i
+    return best
+
+
+def conformance_kit(name):
+    """The directory of conformance kit `name`: tests/data/conformance, else ../shared/conformance."""
+    candidates = []
+    if os.environ.get("RETAIN_TEST_DATA_DIR"):
+        candidates.append(os.path.join(os.environ["RETAIN_TEST_DATA_DIR"], "conformance", name))
+    source = os.environ.get("RETAIN_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
+    candidates.append(os.path.join(source, "tests", "data", "conformance", name))
+    candidates.append(os.path.join(source, "..", "shared", "conformance", name))
+    for c in candidates:
+        if os.path.isfile(os.path.join(c, "case.json")):
+            return os.path.abspath(c)
+    return None
+
+
+def wait_until(predicate, timeout=10.0, interval=0.02):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
