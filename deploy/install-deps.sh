@@ -9,7 +9,9 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config git ca-certificates
   libabsl-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  python3
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
+  prometheus-cpp-dev libcli11-dev libxxhash-dev
+  python3 python3-grpcio python3-protobuf curl
 )
 if [[ "${1:-}" == "--train" ]]; then
   # bible-kjv dumps the corpus; OpenBLAS makes Debian torch ~4x faster than reference BLAS.
