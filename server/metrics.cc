@@ -1,0 +1,246 @@
+#include "server/metrics.h"
+
+#include <exception>
+#include <mutex>
+
+#include "absl/strings/str_cat.h"
+#include "prometheus/collectable.h"
+#include "prometheus/counter.h"
+#include "prometheus/exposer.h"
+#include "prometheus/family.h"
+#include "prometheus/histogram.h"
+#include "prometheus/metric_family.h"
+#include "prometheus/registry.h"
+#include "server/grpc_status.h"
+
+namespace retain::server {
+namespace {
+
+using prometheus::Counter;
+using prometheus::Family;
+using prometheus::Histogram;
+
+const Histogram::BucketBoundaries kTtftBuckets = {0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75,
+                                                  1,     2.5,   5,    7.5,  10,   20,   40,   80,  160, 640};
+const Histogram::BucketBoundaries kItlBuckets = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15,
+                                                 0.2,   0.3,    0.4,   0.5,  0.75,  1,    2.5,   5,   10};
+const Histogram::BucketBoundaries kDurationBuckets = {0.01, 0.05, 0.1, 0.3, 0.5, 0.8, 1,   1.5, 2,   2.5,  5,    10,
+                                                      15,   20,   30,  40,  50,  60,  120, 240, 480, 960, 1920, 7680};
+const Histogram::BucketBoundaries kBatchBuckets = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096};
+const Histogram::BucketBoundaries kStepBuckets = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                  0.1,    0.25,  0.5,    1,     2.5,  5};
+
+constexpr engine::FinishReason kReasons[] = {engine::FinishReason::kLength, engine::FinishReason::kStop,
+                                             engine::FinishReason::kEos, engine::FinishReason::kCancelled,
+                                             engine::FinishReason::kDeadline};
+
+struct Families {
+  explicit Families(prometheus::Registry& r)
+      : finished(prometheus::BuildCounter()
+                     .Name("retain_requests_finished_total")
+                     .Help("Generate requests finished, by reason (length, stop, eos, cancelled, deadline)")
+                     .Register(r)),
+        errors(prometheus::BuildCounter()
+                   .Name("retain_request_errors_total")
+                   .Help("RPCs that returned a gRPC error, by status code")
+                   .Register(r)),
+        prompt_tokens(prometheus::BuildCounter()
+                          .Name("retain_prompt_tokens_total")
+                          .Help("Prompt tokens consumed (prefilled)")
+                          .Register(r)),
+        generation_tokens(prometheus::BuildCounter()
+                              .Name("retain_generation_tokens_total")
+                              .Help("Generated tokens delivered to clients")
+                              .Register(r)),
+        evictions(prometheus::BuildCounter()
+                      .Name("retain_evictions_total")
+                      .Help("Sessions evicted from the state pool, by reason (lru, ttl)")
+                      .Register(r)),
+        ttft(prometheus::BuildHistogram()
+                 .Name("retain_time_to_first_token_seconds")
+                 .Help("Time from a request's arrival to its first generated token")
+                 .Register(r)),
+        itl(prometheus::BuildHistogram()
+                .Name("retain_inter_token_latency_seconds")
+                .Help("Time between two consecutive tokens of one request")
+                .Register(r)),
+        duration(prometheus::BuildHistogram()
+                     .Name("retain_request_duration_seconds")
+                     .Help("Time from a request's arrival to its end")
+                     .Register(r)),
+        queue(prometheus::BuildHistogram()
+                  .Name("retain_request_queue_seconds")
+                  .Help("Time a request waited for a place in the batch")
+                  .Register(r)),
+        batch(prometheus::BuildHistogram()
+                  .Name("retain_decode_batch_size")
+                  .Help("Requests stepped together in one engine step")
+                  .Register(r)),
+        step(prometheus::BuildHistogram()
+                 .Name("retain_step_duration_seconds")
+                 .Help("Duration of one engine step (one batched forward pass and sampling)")
+                 .Register(r)) {}
+
+  Family<Counter>& finished;
+  Family<Counter>& errors;
+  Family<Counter>& prompt_tokens;
+  Family<Counter>& generation_tokens;
+  Family<Counter>& evictions;
+  Family<Histogram>& ttft;
+  Family<Histogram>& itl;
+  Family<Histogram>& duration;
+  Family<Histogram>& queue;
+  Family<Histogram>& batch;
+  Family<Histogram>& step;
+};
+
+// One model's series, resolved once so the step thread only increments and observes.
+class ModelObserver final : public engine::EngineObserver {
+ public:
+  ModelObserver(Families& f, const std::string& model)
+      : f_(f),
+        model_(model),
+        prompt_(f.prompt_tokens.Add({{"model", model}})),
+        generation_(f.generation_tokens.Add({{"model", model}})),
+        lru_(f.evictions.Add({{"model", model}, {"reason", "lru"}})),
+        ttl_(f.evictions.Add({{"model", model}, {"reason", "ttl"}})),
+        ttft_(f.ttft.Add({{"model", model}}, kTtftBuckets)),
+        itl_(f.itl.Add({{"model", model}}, kItlBuckets)),
+        duration_(f.duration.Add({{"model", model}}, kDurationBuckets)),
+        queue_(f.queue.Add({{"model", model}}, kDurationBuckets)),
+        batch_(f.batch.Add({{"model", model}}, kBatchBuckets)),
+        step_(f.step.Add({{"model", model}}, kStepBuckets)) {
+    for (engine::FinishReason r : kReasons)
+      finished_[static_cast<int>(r)] = &f.finished.Add({{"model", model}, {"reason", engine::FinishReasonName(r)}});
+  }
+
+  void OnRequestFinished(const engine::FinishedEvent& e) override {
+    const int r = static_cast<int>(e.reason);
+    if (r >= 0 && r < static_cast<int>(std::size(finished_))) finished_[r]->Increment();
+    prompt_.Increment(e.prompt_tokens);
+    generation_.Increment(e.generated_tokens);
+    if (e.generated_tokens > 0) ttft_.Observe(e.time_to_first_token_seconds);
+    duration_.Observe(e.total_seconds);
+    queue_.Observe(e.queue_seconds);
+  }
+  void OnStep(int batch, int /*decode_rows*/, int /*prefill_tokens*/, double seconds) override {
+    batch_.Observe(batch);
+    step_.Observe(seconds);
+  }
+  void OnInterTokenLatency(double seconds) override { itl_.Observe(seconds); }
+  void OnEviction(const char* reason) override {
+    const absl::string_view r = reason;
+    if (r == "lru") {
+      lru_.Increment();
+    } else if (r == "ttl") {
+      ttl_.Increment();
+    } else {
+      f_.evictions.Add({{"model", model_}, {"reason", std::string(r)}}).Increment();
+    }
+  }
+
+ private:
+  Families& f_;
+  const std::string model_;
+  Counter* finished_[std::size(kReasons)] = {};
+  Counter& prompt_;
+  Counter& generation_;
+  Counter& lru_;
+  Counter& ttl_;
+  Histogram& ttft_;
+  Histogram& itl_;
+  Histogram& duration_;
+  Histogram& queue_;
+  Histogram& batch_;
+  Histogram& step_;
+};
+
+// The gauges, computed from Engine::Stats() at scrape time.
+class StatsCollectable final : public prometheus::Collectable {
+ public:
+  void Set(Metrics::StatsSource source) {
+    std::lock_guard<std::mutex> lock(mu_);
+    source_ = std::move(source);
+  }
+
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    std::lock_guard<std::mutex> lock(mu_);  // held through the scrape: Set(nullptr) waits for it
+    if (!source_) return {};
+    const auto stats = source_();
+    std::vector<prometheus::MetricFamily> out;
+    auto family = [&](const char* name, const char* help, auto value) {
+      prometheus::MetricFamily f;
+      f.name = name;
+      f.help = help;
+      f.type = prometheus::MetricType::Gauge;
+      for (const auto& [model, s] : stats) {
+        prometheus::ClientMetric m;
+        m.label.push_back({"model", model});
+        m.gauge.value = value(s);
+        f.metric.push_back(std::move(m));
+      }
+      out.push_back(std::move(f));
+    };
+    using S = engine::EngineStats;
+    family("retain_requests_running", "Requests in the running batch", [](const S& s) { return double(s.running); });
+    family("retain_requests_waiting", "Requests queued for a place", [](const S& s) { return double(s.waiting); });
+    family("retain_sessions", "Live named sessions", [](const S& s) { return double(s.sessions); });
+    family("retain_state_pool_bytes_used", "State pool bytes held by sessions and running requests",
+           [](const S& s) { return double(s.slots_used) * double(s.state_bytes); });
+    family("retain_state_pool_bytes_capacity", "State pool bytes allocated (slots x state bytes)",
+           [](const S& s) { return double(s.slots_total) * double(s.state_bytes); });
+    return out;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  Metrics::StatsSource source_;
+};
+
+}  // namespace
+
+struct Metrics::Impl {
+  std::shared_ptr<prometheus::Registry> registry = std::make_shared<prometheus::Registry>();
+  Families families{*registry};
+  std::shared_ptr<StatsCollectable> gauges = std::make_shared<StatsCollectable>();
+  std::vector<std::unique_ptr<ModelObserver>> observers;
+  // Last: destroyed first, so no scrape runs while the rest goes away.
+  std::unique_ptr<prometheus::Exposer> exposer;
+};
+
+Metrics::Metrics(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Metrics::~Metrics() = default;
+
+absl::StatusOr<std::unique_ptr<Metrics>> Metrics::Create(const std::string& listen) {
+  auto impl = std::make_unique<Impl>();
+  if (!listen.empty()) {
+    try {  // civetweb reports a failed bind by throwing
+      impl->exposer = std::make_unique<prometheus::Exposer>(listen, /*num_threads=*/2);
+    } catch (const std::exception& e) {
+      return absl::UnavailableError(absl::StrCat("--metrics-listen ", listen, ": cannot listen: ", e.what()));
+    }
+    impl->exposer->RegisterCollectable(impl->registry);
+    impl->exposer->RegisterCollectable(impl->gauges);
+  }
+  return std::unique_ptr<Metrics>(new Metrics(std::move(impl)));
+}
+
+int Metrics::port() const {
+  if (!impl_->exposer) return 0;
+  const std::vector<int> ports = impl_->exposer->GetListeningPorts();
+  return ports.empty() ? 0 : ports.front();
+}
+
+engine::EngineObserver* Metrics::AddModel(const std::string& model) {
+  impl_->observers.push_back(std::make_unique<ModelObserver>(impl_->families, model));
+  return impl_->observers.back().get();
+}
+
+void Metrics::SetStatsSource(StatsSource source) { impl_->gauges->Set(std::move(source)); }
+
+void Metrics::RecordError(const std::string& model, absl::StatusCode code) {
+  if (code == absl::StatusCode::kOk) return;
+  impl_->families.errors.Add({{"model", model}, {"code", StatusCodeLabel(code)}}).Increment();
+}
+
+}  // namespace retain::server

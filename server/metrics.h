@@ -1,0 +1,58 @@
+// Prometheus metrics of retain-server (prometheus-cpp), served on --metrics-listen at /metrics.
+// Names follow Prometheus conventions with a retain_ prefix and a `model` label, mirroring vLLM's
+// set where one exists:
+//   counters   retain_requests_finished_total{reason}, retain_request_errors_total{code},
+//              retain_prompt_tokens_total, retain_generation_tokens_total,
+//              retain_evictions_total{reason}
+//   histograms retain_time_to_first_token_seconds, retain_inter_token_latency_seconds,
+//              retain_request_duration_seconds, retain_request_queue_seconds,
+//              retain_decode_batch_size, retain_step_duration_seconds
+//   gauges     retain_requests_running, retain_requests_waiting, retain_sessions,
+//              retain_state_pool_bytes_used, retain_state_pool_bytes_capacity
+// The gauges are read from Engine::Stats() when /metrics is scraped, so an idle server does no
+// periodic work. Thread-safe; prometheus-cpp types stay inside metrics.cc.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "retain/engine/serving.h"
+
+namespace retain::server {
+
+class Metrics {
+ public:
+  // `listen` HOST:PORT (port 0: any); empty = metrics are recorded but not served. Unavailable
+  // when the address cannot be bound.
+  static absl::StatusOr<std::unique_ptr<Metrics>> Create(const std::string& listen);
+  ~Metrics();
+
+  // The port /metrics is served on (the bound one when `listen` asked for 0); 0 when off.
+  int port() const;
+
+  // The observer to hand to Engine::Create for `model`; owned by this object, which must outlive
+  // the engine. Call once per model, before serving starts.
+  engine::EngineObserver* AddModel(const std::string& model);
+
+  // Read at scrape time: (model, stats) for every model. Set once the engines exist; set to
+  // nullptr before they are destroyed.
+  using StatsSource = std::function<std::vector<std::pair<std::string, engine::EngineStats>>()>;
+  void SetStatsSource(StatsSource source);
+
+  // One gRPC error returned by an RPC. `model` is "" when the request named no model it could be
+  // resolved to (so a client cannot grow the label set).
+  void RecordError(const std::string& model, absl::StatusCode code);
+
+  struct Impl;
+
+ private:
+  explicit Metrics(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace retain::server

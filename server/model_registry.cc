@@ -1,0 +1,107 @@
+#include "server/model_registry.h"
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "retain/engine/model.h"
+#include "server/metrics.h"
+#include "server/model_fingerprint.h"
+
+namespace retain::server {
+namespace {
+
+absl::Status Named(const ModelSpec& spec, const std::string& backend, const absl::Status& s) {
+  return absl::Status(s.code(), absl::StrCat("--model ", spec.name, "=", spec.dir, " (--backend ", backend, "): ", s.message()));
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ModelRegistry>> ModelRegistry::Load(const ServerConfig& config, Metrics* metrics) {
+  auto registry = std::make_unique<ModelRegistry>();
+  for (const ModelSpec& spec : config.models) {
+    auto served = std::make_unique<ServedModel>();
+    served->name = spec.name;
+    served->dir = spec.dir;
+    served->backend = config.backend;
+    served->is_default = registry->models_.empty();
+
+    engine::ModelOptions mo;
+    mo.backend = config.backend;
+    mo.num_threads = config.threads;
+    // One model step per engine step: the prefill chunk the scheduler composes runs as one
+    // matrix-matrix pass instead of being split again inside the model.
+    mo.max_step_tokens = config.serving.max_step_tokens;
+    auto model = engine::LoadModel(spec.dir, mo);
+    if (!model.ok()) return Named(spec, config.backend, model.status());
+    std::unique_ptr<engine::Tokenizer> tokenizer;
+    auto tok = engine::LoadModelTokenizer((*model)->config());
+    if (tok.ok()) {
+      tokenizer = *std::move(tok);
+    } else if (tok.status().code() != absl::StatusCode::kNotFound) {
+      return Named(spec, config.backend, tok.status());
+    }
+    auto fingerprint = ModelFingerprint(spec.dir);
+    if (!fingerprint.ok()) return Named(spec, config.backend, fingerprint.status());
+    served->fingerprint = *fingerprint;
+
+    const engine::ModelConfig& mc = (*model)->config();
+    served->snapshot.architecture = std::string(engine::ArchitectureName(mc.arch));
+    served->snapshot.n_layer = mc.n_layer;
+    served->snapshot.n_embd = mc.n_embd;
+    served->snapshot.vocab_size = mc.vocab_size;
+    served->snapshot.state_bytes = (*model)->state_bytes();
+    served->snapshot.fingerprint = *fingerprint;
+
+    engine::ServingOptions so = config.serving;
+    // End of text: RWKV World's id 0 (<|endoftext|>). A byte-level model's 0 is the NUL byte and a
+    // model without a tokenizer has no known end token: the client stops them by stop_token_ids.
+    so.eos_token_id = tokenizer && tokenizer->name() == "rwkv_world" ? 0 : -1;
+    auto eng = engine::Engine::Create(*std::move(model), std::move(tokenizer), so, metrics->AddModel(spec.name));
+    if (!eng.ok())
+      return Named(spec, config.backend,
+                   absl::Status(eng.status().code(), absl::StrCat("--state-budget-bytes ", so.state_budget_bytes, ": ",
+                                                                  eng.status().message())));
+    served->engine = *std::move(eng);
+    registry->models_.push_back(std::move(served));
+  }
+  return registry;
+}
+
+absl::StatusOr<ServedModel*> ModelRegistry::Find(absl::string_view name, absl::string_view field) const {
+  if (name.empty()) return models_.front().get();
+  for (const auto& m : models_)
+    if (m->name == name) return m.get();
+  std::vector<std::string> names;
+  for (const auto& m : models_) names.push_back(m->name);
+  return absl::NotFoundError(
+      absl::StrCat(field, " \"", name.substr(0, 128), "\" is not served here (models: ", absl::StrJoin(names, ", "), ")"));
+}
+
+absl::StatusOr<std::pair<ServedModel*, engine::SessionInfo>> ModelRegistry::FindSession(const std::string& id,
+                                                                                        absl::string_view field) const {
+  absl::Status not_found;
+  for (const auto& m : models_) {
+    auto info = m->engine->GetSession(id);
+    if (info.ok()) return std::make_pair(m.get(), *std::move(info));
+    if (info.status().code() != absl::StatusCode::kNotFound) return info.status();
+    // Session ids are random 128-bit values, so at most one engine ever knew this one: prefer
+    // the message that says it was evicted.
+    if (not_found.ok() || absl::StrContains(info.status().message(), "evicted")) not_found = info.status();
+  }
+  return absl::NotFoundError(absl::StrCat(field, ": ", not_found.message()));
+}
+
+absl::StatusOr<ServedModel*> ModelRegistry::FindByFingerprint(uint64_t fingerprint) const {
+  for (const auto& m : models_)
+    if (m->fingerprint == fingerprint) return m.get();
+  return absl::FailedPreconditionError(absl::StrCat("the snapshot is of a model this server does not serve (fingerprint ",
+                                                    FingerprintHex(fingerprint), ")"));
+}
+
+std::vector<std::pair<std::string, engine::EngineStats>> ModelRegistry::Stats() const {
+  std::vector<std::pair<std::string, engine::EngineStats>> out;
+  for (const auto& m : models_) out.emplace_back(m->name, m->engine->Stats());
+  return out;
+}
+
+}  // namespace retain::server

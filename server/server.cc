@@ -1,0 +1,143 @@
+#include "server/server.h"
+
+#include <pthread.h>
+#include <signal.h>
+
+#include <memory>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/grpcpp.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "server/log.h"
+#include "server/metrics.h"
+#include "server/model_registry.h"
+#include "server/retain_service.h"
+
+namespace retain::server {
+namespace {
+
+// Large enough for a 1 MiB SessionChunk plus framing and for the longest prompts; the same as
+// gRPC's default, stated so a change of default cannot break ImportSession.
+constexpr int kMaxReceiveMessageBytes = 4 << 20;
+// After the drain timeout: how long cancelled requests get to reach their next step, and how long
+// the gRPC server gives calls to send their last messages.
+constexpr absl::Duration kCancelGrace = absl::Seconds(5);
+constexpr absl::Duration kShutdownGrace = absl::Seconds(5);
+// For unary calls that arrived during the drain.
+constexpr absl::Duration kShutdownNoCalls = absl::Milliseconds(200);
+
+sigset_t TerminationSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  return set;
+}
+
+std::string HostOf(const std::string& host_port) { return host_port.substr(0, host_port.rfind(':')); }
+
+std::string Describe(const ServedModel& m) {
+  const engine::EngineStats s = m.engine->Stats();
+  const engine::ModelConfig& c = m.engine->model().config();
+  return absl::StrCat(m.name, m.is_default ? " (default)" : "", " [", std::string(engine::ArchitectureName(c.arch)), " ",
+                      std::string(engine::DTypeName(c.weight_dtype)), ", ", m.engine->tokenizer() ? m.engine->tokenizer()->name() : "no",
+                      " tokenizer, ", s.slots_total, " slots of ", s.state_bytes, " state bytes, ", m.dir, "]");
+}
+
+// Drain, run by the signal thread once SIGTERM/SIGINT arrives.
+void Drain(const ServerConfig& config, ModelRegistry& registry, RetainService& service, grpc::Server& server,
+           int signo) {
+  LogLine(absl::StrCat("received ", signo == SIGINT ? "SIGINT" : "SIGTERM", ": draining (--drain-timeout ",
+                       absl::FormatDuration(config.drain_timeout), ")"));
+  // NOT_SERVING for "", "retain.v1.Retain" and every other name at once, and for good.
+  if (auto* health = server.GetHealthCheckService(); health != nullptr) health->Shutdown();
+  for (const auto& m : registry.models()) m->engine->BeginDrain();
+  const absl::Time deadline = absl::Now() + config.drain_timeout;
+  bool idle = true;
+  for (const auto& m : registry.models())
+    idle = m->engine->WaitIdle(std::max(deadline - absl::Now(), absl::ZeroDuration())) && idle;
+  if (!idle) {
+    LogLine("drain timeout: cancelling the requests still running");
+    for (const auto& m : registry.models()) m->engine->CancelAll();
+    for (const auto& m : registry.models()) m->engine->WaitIdle(kCancelGrace);
+  }
+  // The engines are idle; the streams send what they still hold. Then shut down at once: with
+  // no call left, a longer deadline would only wait for idle client connections to go.
+  const bool calls_done = service.WaitForCalls(kShutdownGrace);
+  server.Shutdown(absl::ToChronoTime(absl::Now() + (calls_done ? kShutdownNoCalls : kShutdownGrace)));
+}
+
+}  // namespace
+
+int RunServer(const ServerConfig& config) {
+  const sigset_t signals = TerminationSignals();
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);  // a closed stderr or socket is an error to handle, not a reason to die
+
+  auto metrics = Metrics::Create(config.metrics_listen);
+  if (!metrics.ok()) {
+    LogLine(metrics.status().message());
+    return 1;
+  }
+  auto registry = ModelRegistry::Load(config, metrics->get());
+  if (!registry.ok()) {
+    LogLine(registry.status().message());
+    return 2;
+  }
+  ModelRegistry* reg = registry->get();
+  (*metrics)->SetStatsSource([reg] { return reg->Stats(); });
+
+  RetainService service(reg, metrics->get());
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(), &port);
+  builder.SetMaxReceiveMessageSize(kMaxReceiveMessageBytes);
+  // gRPC sets SO_REUSEPORT by default, so a second server on a taken port would "bind" and share
+  // its connections; a taken --listen address must be an error instead.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port == 0) {
+    LogLine(absl::StrCat("--listen ", config.listen, ": cannot listen there"));
+    (*metrics)->SetStatsSource(nullptr);
+    return 1;
+  }
+  if (auto* health = server->GetHealthCheckService(); health != nullptr) {
+    health->SetServingStatus("", true);
+    health->SetServingStatus(v1::Retain::service_full_name(), true);
+  }
+
+  std::vector<std::string> models;
+  for (const auto& m : reg->models()) models.push_back(Describe(*m));
+  std::string metrics_at = "metrics off";
+  if ((*metrics)->port() != 0)
+    metrics_at = absl::StrCat("metrics on http://", HostOf(config.metrics_listen), ":", (*metrics)->port(), "/metrics");
+  const engine::ServingOptions& so = config.serving;
+  LogLine(absl::StrCat("listening on ", HostOf(config.listen), ":", port, " (plaintext); ", metrics_at,
+                       "; models: ", absl::StrJoin(models, "; "), "; max-batch ", so.max_batch, ", max-step-tokens ",
+                       so.max_step_tokens, ", max-queue ", so.max_queue));
+
+  std::thread signal_thread([&] {
+    int signo = 0;
+    sigwait(&signals, &signo);
+    Drain(config, *reg, service, *server, signo);
+  });
+  server->Wait();
+  signal_thread.join();
+  LogLine("drained; exiting");
+  (*metrics)->SetStatsSource(nullptr);
+  server.reset();     // every call done (OnDone ran) before the engines go
+  registry->reset();  // engines stop their step threads
+  // Not destroyed: stopping civetweb waits out its 2 s poll quantum, and the process is exiting
+  // anyway (a scrape until then still reads valid counters; the gauges' source is cleared).
+  (void)metrics->release();
+  return 0;
+}
+
+}  // namespace retain::server

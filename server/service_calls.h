@@ -1,0 +1,73 @@
+// Internal to retain_service*.cc: the reactors behind retain.v1.Retain, one file per kind of
+// call so each heavy gRPC translation unit stays small (generate_call.cc, session_calls.cc).
+// Includes the generated gRPC header: never include it from a header outside server/.
+#pragma once
+
+#include <condition_variable>
+#include <mutex>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "retain/v1/retain.grpc.pb.h"
+#include "retain/engine/serving.h"
+
+namespace retain::server {
+
+class ModelRegistry;
+class Metrics;
+struct ServedModel;
+
+// Counts the streaming and prefill reactors alive, so a drain can wait for their last messages
+// and then shut the gRPC server down at once (grpc::Server::Shutdown otherwise waits its whole
+// deadline while any client keeps an idle connection open).
+class CallTracker {
+ public:
+  void Enter() {
+    std::lock_guard<std::mutex> l(mu_);
+    ++active_;
+  }
+  void Exit() {
+    std::lock_guard<std::mutex> l(mu_);
+    if (--active_ == 0) cv_.notify_all();
+  }
+  // True when no tracked call is alive, waiting at most `timeout`.
+  bool WaitIdle(absl::Duration timeout) {
+    std::unique_lock<std::mutex> l(mu_);
+    return cv_.wait_for(l, absl::ToChronoNanoseconds(timeout), [&] { return active_ == 0; });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int active_ = 0;
+};
+
+// What every call needs; all outlive the gRPC server.
+struct ServiceDeps {
+  ModelRegistry* registry = nullptr;
+  Metrics* metrics = nullptr;
+  CallTracker* calls = nullptr;
+};
+
+grpc::ServerWriteReactor<v1::GenerateResponse>* StartGenerate(const ServiceDeps& deps, grpc::CallbackServerContext* ctx,
+                                                              const v1::GenerateRequest* request);
+grpc::ServerUnaryReactor* StartCreateSession(const ServiceDeps& deps, grpc::CallbackServerContext* ctx,
+                                             const v1::CreateSessionRequest* request, v1::Session* response);
+grpc::ServerWriteReactor<v1::SessionChunk>* StartExportSession(const ServiceDeps& deps, grpc::CallbackServerContext* ctx,
+                                                               const v1::ExportSessionRequest* request);
+grpc::ServerReadReactor<v1::SessionChunk>* StartImportSession(const ServiceDeps& deps, grpc::CallbackServerContext* ctx,
+                                                              v1::Session* response);
+
+// Shared helpers (retain_service.cc).
+void FillSession(const ServedModel& model, const engine::SessionInfo& info, v1::Session* out);
+// Finishes a unary call through the context's default reactor, counting an error in the
+// metrics under `model` ("" when none was resolved).
+grpc::ServerUnaryReactor* FinishUnary(const ServiceDeps& deps, grpc::CallbackServerContext* ctx,
+                                      const absl::Status& status, const std::string& model);
+// The call's deadline as absl time (InfiniteFuture when the client set none).
+absl::Time CallDeadline(const grpc::CallbackServerContext* ctx);
+// The client's address for log lines ("ipv4:127.0.0.1:53122").
+std::string Peer(const grpc::CallbackServerContext* ctx);
+
+}  // namespace retain::server
