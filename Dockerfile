@@ -3,6 +3,7 @@ FROM debian:12
 WORKDIR /src
 COPY . /src
 RUN bash deploy/install-deps.sh && bash scripts/build.sh && rm -rf /var/lib/apt/lists/*
-# Until the gRPC server lands, the image runs the engine's CLI on the default model.
-ENTRYPOINT ["/src/build/engine/retain-run"]
-CMD ["--prompt", "And God said", "--max-tokens", "200"]
+EXPOSE 50051 9464
+# The shipped default model, served on every interface; flags after the image name replace these.
+ENTRYPOINT ["/src/build/server/retain-server"]
+CMD ["--listen", "0.0.0.0:50051", "--metrics-listen", "0.0.0.0:9464"]

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The README's first command: installs dependencies, builds, and runs the shipped default model on a
-# prompt. (Until the gRPC server exists this is `retain-run`; the server will take its place.)
+# The README's first command: installs dependencies, builds, and starts retain-server on the shipped
+# default model (models/rwkv7-kjv-byte), listening on 127.0.0.1:50051 (gRPC) and 127.0.0.1:9464
+# (/metrics). Extra arguments go to retain-server (see `build/server/retain-server --help`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash deploy/install-deps.sh
 bash scripts/build.sh
-prompt="${1:-And God said}"
-exec build/engine/retain-run --prompt "$prompt" --max-tokens "${MAX_TOKENS:-200}" --temperature "${TEMPERATURE:-0.8}" --top-p 0.9 --seed 1
+exec build/server/retain-server "$@"
