@@ -90,7 +90,8 @@ class GenerateSink {
   virtual void OnStarted(const StartedEvent& e) = 0;
   // true = delivered (handed to the stream); false = the stream is gone, the token is dropped.
   virtual bool OnToken(TokenEvent&& e) = 0;
-  // Exactly one of these ends every request that Submit accepted.
+  // Exactly one of these ends every request that Submit accepted (a request cancelled or past its
+  // deadline while still queued ends without OnStarted).
   virtual void OnFinished(const FinishedEvent& e) = 0;
   virtual void OnError(const absl::Status& status) = 0;
 };
