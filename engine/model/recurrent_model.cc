@@ -224,11 +224,11 @@ absl::Status RecurrentModel::ImportState(std::string_view bytes, void* state) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<void*> RecurrentModel::AllocateStates(int count) {
+absl::StatusOr<void*> RecurrentModel::AllocateStates(int count, bool initialize) {
   if (count <= 0) return absl::InvalidArgumentError("count must be positive");
   RETAIN_ASSIGN_OR_RETURN(DeviceBuffer buf, backend_->Allocate(state_bytes() * count));
   void* p = buf.data();
-  for (int i = 0; i < count; ++i) {
+  for (int i = 0; initialize && i < count; ++i) {
     RETAIN_RETURN_IF_ERROR(InitState(static_cast<char*>(p) + state_bytes() * i));
   }
   state_blocks_.push_back(std::move(buf));

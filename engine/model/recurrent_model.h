@@ -23,7 +23,7 @@ class RecurrentModel : public Model {
   absl::Status Forward(absl::Span<const SequenceInput> seqs, absl::Span<float> logits) override;
   absl::StatusOr<std::string> ExportState(const void* state) override;
   absl::Status ImportState(std::string_view bytes, void* state) override;
-  absl::StatusOr<void*> AllocateStates(int count) override;
+  absl::StatusOr<void*> AllocateStates(int count, bool initialize = true) override;
 
  protected:
   // One step: `rows` token rows of several sequences back to back.

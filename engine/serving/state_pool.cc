@@ -17,8 +17,10 @@ absl::StatusOr<std::unique_ptr<StatePool>> StatePool::Create(Model& model, size_
   if (count > static_cast<size_t>(std::numeric_limits<int>::max() / 2)) {
     return absl::InvalidArgumentError(absl::StrCat("state budget of ", budget_bytes, " bytes is too many slots"));
   }
-  // One more than the budget's count: the scratch slot imports are checked in.
-  RETAIN_ASSIGN_OR_RETURN(void* base, model.AllocateStates(static_cast<int>(count) + 1));
+  // One more than the budget's count: the scratch slot imports are checked in. Not initialised:
+  // every slot is written (InitState, import, fork) when a session takes it, so resident memory
+  // grows with the sessions, not with the budget.
+  RETAIN_ASSIGN_OR_RETURN(void* base, model.AllocateStates(static_cast<int>(count) + 1, /*initialize=*/false));
   return std::unique_ptr<StatePool>(new StatePool(static_cast<char*>(base), bytes, static_cast<int>(count)));
 }
 

@@ -66,8 +66,10 @@ class Model {
   virtual absl::Status ImportState(std::string_view bytes, void* state) = 0;
 
   // Allocates `count` state blocks in backend memory (contiguous, state_bytes() apart), freed with
-  // the model. Convenience for tools and tests; the server's state pool manages its own.
-  virtual absl::StatusOr<void*> AllocateStates(int count) = 0;
+  // the model, each initialised as by InitState unless `initialize` is false: the serving core's
+  // slot pool initialises a slot when a session takes it, so untouched slots cost no resident
+  // memory.
+  virtual absl::StatusOr<void*> AllocateStates(int count, bool initialize = true) = 0;
 };
 
 // Number of logit rows Forward writes for `seqs`.
