@@ -28,6 +28,16 @@ struct SessionOptions {
 
 std::unique_ptr<v1::Retain::Stub> Stub(const GlobalOptions& g) { return v1::Retain::NewStub(MakeChannel(g.server)); }
 
+// One unary Retain call under the global deadline (--timeout): *resp is filled when the status is OK.
+template <typename Request, typename Response>
+grpc::Status Call(const GlobalOptions& g,
+                  grpc::Status (v1::Retain::Stub::*method)(grpc::ClientContext*, const Request&, Response*),
+                  const Request& req, Response* resp) {
+  grpc::ClientContext ctx;
+  ApplyDeadline(ctx, g);
+  return (Stub(g).get()->*method)(&ctx, req, resp);
+}
+
 std::string Iso(double unix_seconds) {
   if (unix_seconds <= 0) return "-";
   const time_t t = static_cast<time_t>(unix_seconds);
@@ -66,10 +76,8 @@ int Create(const GlobalOptions& g, const SessionOptions& o) {
     if (!ParseTokenIds({o.prefix_tokens}, &ids, &error)) return Fail(kExitUsage, "--prefix-tokens: " + error);
     for (int id : ids) req.add_prefix_tokens(id);
   }
-  grpc::ClientContext ctx;
-  ApplyDeadline(ctx, g);
   v1::Session s;
-  grpc::Status st = Stub(g)->CreateSession(&ctx, req, &s);
+  grpc::Status st = Call(g, &v1::Retain::Stub::CreateSession, req, &s);
   if (!st.ok()) return ReportRpcError(st);
   PrintNewSession("created", s);
   return kExitOk;
@@ -78,10 +86,8 @@ int Create(const GlobalOptions& g, const SessionOptions& o) {
 int Get(const GlobalOptions& g, const SessionOptions& o) {
   v1::GetSessionRequest req;
   req.set_session_id(o.id);
-  grpc::ClientContext ctx;
-  ApplyDeadline(ctx, g);
   v1::Session s;
-  grpc::Status st = Stub(g)->GetSession(&ctx, req, &s);
+  grpc::Status st = Call(g, &v1::Retain::Stub::GetSession, req, &s);
   if (!st.ok()) return ReportRpcError(st);
   if (o.json) {
     std::printf("%s\n", SessionJson(s).dump().c_str());
@@ -97,10 +103,8 @@ int Get(const GlobalOptions& g, const SessionOptions& o) {
 int List(const GlobalOptions& g, const SessionOptions& o) {
   v1::ListSessionsRequest req;
   req.set_model(o.model);
-  grpc::ClientContext ctx;
-  ApplyDeadline(ctx, g);
   v1::ListSessionsResponse resp;
-  grpc::Status st = Stub(g)->ListSessions(&ctx, req, &resp);
+  grpc::Status st = Call(g, &v1::Retain::Stub::ListSessions, req, &resp);
   if (!st.ok()) return ReportRpcError(st);
   if (o.json) {
     nlohmann::json all = nlohmann::json::array();
@@ -119,10 +123,8 @@ int List(const GlobalOptions& g, const SessionOptions& o) {
 int Fork(const GlobalOptions& g, const SessionOptions& o) {
   v1::ForkSessionRequest req;
   req.set_session_id(o.id);
-  grpc::ClientContext ctx;
-  ApplyDeadline(ctx, g);
   v1::Session s;
-  grpc::Status st = Stub(g)->ForkSession(&ctx, req, &s);
+  grpc::Status st = Call(g, &v1::Retain::Stub::ForkSession, req, &s);
   if (!st.ok()) return ReportRpcError(st);
   PrintNewSession("forked", s);
   return kExitOk;
@@ -131,10 +133,8 @@ int Fork(const GlobalOptions& g, const SessionOptions& o) {
 int Delete(const GlobalOptions& g, const SessionOptions& o) {
   v1::DeleteSessionRequest req;
   req.set_session_id(o.id);
-  grpc::ClientContext ctx;
-  ApplyDeadline(ctx, g);
   v1::DeleteSessionResponse resp;
-  grpc::Status st = Stub(g)->DeleteSession(&ctx, req, &resp);
+  grpc::Status st = Call(g, &v1::Retain::Stub::DeleteSession, req, &resp);
   if (!st.ok()) return ReportRpcError(st);
   std::fprintf(stderr, "[retain] deleted session %s\n", o.id.c_str());
   return kExitOk;
