@@ -171,43 +171,52 @@ grpc::ServerUnaryReactor* RetainService::ListModels(grpc::CallbackServerContext*
   return FinishUnary(deps_, ctx, absl::OkStatus(), "");
 }
 
-grpc::ServerUnaryReactor* RetainService::Tokenize(grpc::CallbackServerContext* ctx, const v1::TokenizeRequest* request,
-                                                  v1::TokenizeResponse* response) {
-  auto m = deps_.registry->Find(request->model());
-  if (!m.ok()) return FinishUnary(deps_, ctx, m.status(), "");
+namespace {
+
+// The named model's tokenizer, for Tokenize and Detokenize; FailedPrecondition when the model has
+// none. *model is set once the model is found, so that an error can be counted against it.
+absl::StatusOr<const engine::Tokenizer*> FindTokenizer(const ModelRegistry& registry, const std::string& name,
+                                                       ServedModel** model) {
+  auto m = registry.Find(name);
+  if (!m.ok()) return m.status();
+  *model = *m;
   const engine::Tokenizer* tok = (*m)->engine->tokenizer();
   if (tok == nullptr)
-    return FinishUnary(deps_, ctx,
-                       absl::FailedPreconditionError(absl::StrCat("model ", (*m)->name, " has no tokenizer (token ids only)")),
-                       (*m)->name);
-  for (engine::TokenId id : tok->Encode(request->text())) response->add_ids(id);
-  return FinishUnary(deps_, ctx, absl::OkStatus(), (*m)->name);
+    return absl::FailedPreconditionError(absl::StrCat("model ", (*m)->name, " has no tokenizer (token ids only)"));
+  return tok;
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* RetainService::Tokenize(grpc::CallbackServerContext* ctx, const v1::TokenizeRequest* request,
+                                                  v1::TokenizeResponse* response) {
+  ServedModel* m = nullptr;
+  auto tok = FindTokenizer(*deps_.registry, request->model(), &m);
+  if (!tok.ok()) return FinishUnary(deps_, ctx, tok.status(), m != nullptr ? m->name : "");
+  for (engine::TokenId id : (*tok)->Encode(request->text())) response->add_ids(id);
+  return FinishUnary(deps_, ctx, absl::OkStatus(), m->name);
 }
 
 grpc::ServerUnaryReactor* RetainService::Detokenize(grpc::CallbackServerContext* ctx,
                                                     const v1::DetokenizeRequest* request,
                                                     v1::DetokenizeResponse* response) {
-  auto m = deps_.registry->Find(request->model());
-  if (!m.ok()) return FinishUnary(deps_, ctx, m.status(), "");
-  const engine::Tokenizer* tok = (*m)->engine->tokenizer();
-  if (tok == nullptr)
-    return FinishUnary(deps_, ctx,
-                       absl::FailedPreconditionError(absl::StrCat("model ", (*m)->name, " has no tokenizer (token ids only)")),
-                       (*m)->name);
+  ServedModel* m = nullptr;
+  auto tok = FindTokenizer(*deps_.registry, request->model(), &m);
+  if (!tok.ok()) return FinishUnary(deps_, ctx, tok.status(), m != nullptr ? m->name : "");
   absl::Status st = CheckTokenIds(absl::MakeConstSpan(request->ids().data(), request->ids_size()), "ids",
-                                  std::min(tok->vocab_size(), (*m)->engine->model().config().vocab_size));
-  if (!st.ok()) return FinishUnary(deps_, ctx, st, (*m)->name);
+                                  std::min((*tok)->vocab_size(), m->engine->model().config().vocab_size));
+  if (!st.ok()) return FinishUnary(deps_, ctx, st, m->name);
   // The same decoding as Generate's text: whole characters, invalid bytes as U+FFFD.
-  engine::TextStream stream(tok, {});
+  engine::TextStream stream(*tok, {});
   std::string text;
   for (engine::TokenId id : request->ids()) {
     auto piece = stream.Push(id);
-    if (!piece.ok()) return FinishUnary(deps_, ctx, piece.status(), (*m)->name);
+    if (!piece.ok()) return FinishUnary(deps_, ctx, piece.status(), m->name);
     text += piece->text;
   }
   text += stream.Flush();
   response->set_text(std::move(text));
-  return FinishUnary(deps_, ctx, absl::OkStatus(), (*m)->name);
+  return FinishUnary(deps_, ctx, absl::OkStatus(), m->name);
 }
 
 }  // namespace retain::server

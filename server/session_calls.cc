@@ -32,6 +32,17 @@ void LogCall(const char* rpc, const std::string& model, const std::string& sessi
   LogLine(line);
 }
 
+// The end of a session call: an error counted against its model (none while it is unknown) and
+// the log line; the status the reactor finishes with.
+grpc::Status EndCall(const ServiceDeps& deps, const char* rpc, const ServedModel* model, const std::string& session,
+                     const absl::Status& status, absl::Time start, const std::string& extra,
+                     const grpc::CallbackServerContext* ctx) {
+  const std::string name = model != nullptr ? model->name : "";
+  if (!status.ok()) deps.metrics->RecordError(name, status.code());
+  LogCall(rpc, name, session, status, start, extra, ctx);
+  return ToGrpcStatus(status);
+}
+
 // ---- CreateSession ------------------------------------------------------------------------
 
 class CreateSessionCall;
@@ -132,10 +143,7 @@ class CreateSessionCall final : public grpc::ServerUnaryReactor {
     Done(status, absl::StrCat(" prefix=", e.prompt_tokens, absl::StrFormat(" queue=%.3fs", e.queue_seconds)));
   }
   void Done(const absl::Status& status, const std::string& extra) {
-    const std::string model = model_ != nullptr ? model_->name : "";
-    if (!status.ok()) deps_.metrics->RecordError(model, status.code());
-    LogCall("create_session", model, status.ok() ? session_id_ : "", status, start_, extra, ctx_);
-    Finish(ToGrpcStatus(status));
+    Finish(EndCall(deps_, "create_session", model_, status.ok() ? session_id_ : "", status, start_, extra, ctx_));
   }
 
   const ServiceDeps deps_;
@@ -195,10 +203,7 @@ class ExportCall final : public grpc::ServerWriteReactor<v1::SessionChunk> {
     StartWrite(&chunk_);
   }
   void Done(const absl::Status& status) {
-    const std::string model = model_ != nullptr ? model_->name : "";
-    if (!status.ok()) deps_.metrics->RecordError(model, status.code());
-    LogCall("export_session", model, session_id_, status, start_, absl::StrCat(" bytes=", bytes_.size()), ctx_);
-    Finish(ToGrpcStatus(status));
+    Finish(EndCall(deps_, "export_session", model_, session_id_, status, start_, absl::StrCat(" bytes=", bytes_.size()), ctx_));
   }
 
   const ServiceDeps deps_;
@@ -272,10 +277,7 @@ class ImportCall final : public grpc::ServerReadReactor<v1::SessionChunk> {
   }
 
   void Done(const absl::Status& status) {
-    const std::string model = model_ != nullptr ? model_->name : "";
-    if (!status.ok()) deps_.metrics->RecordError(model, status.code());
-    LogCall("import_session", model, session_id_, status, start_, absl::StrCat(" bytes=", bytes_.size()), ctx_);
-    Finish(ToGrpcStatus(status));
+    Finish(EndCall(deps_, "import_session", model_, session_id_, status, start_, absl::StrCat(" bytes=", bytes_.size()), ctx_));
   }
 
   const ServiceDeps deps_;
