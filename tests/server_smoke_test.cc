@@ -3,97 +3,46 @@
 // stubs: ListModels, Tokenize, a greedy Generate (started / tokens / finished LENGTH, the right
 // position, the same text as retain-run), bad requests (their code and the field named), health,
 // /metrics, and SIGTERM → exit 0, also in the middle of a stream.
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cmath>
-#include <future>
 #include <limits>
 #include <memory>
 #include <string>
 
-#include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "retain/v1/retain.grpc.pb.h"
 #include "tests/testing/command.h"
 #include "tests/testing/server_process.h"
+#include "tests/testing/service_client.h"
 #include "xxhash.h"
 
 namespace retain::server {
 namespace {
 
+using retain::testing::HealthStatus;
+using retain::testing::HttpGet;
 using retain::testing::ServerProcess;
 
 constexpr char kModel[] = "rwkv7-kjv-byte";
 constexpr char kPrompt[] = "And God said";
 
-// GET `path` from 127.0.0.1:port with HTTP/1.0; the whole response (headers and body).
-std::string HttpGet(int port, const std::string& path) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return "";
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  std::string out;
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
-    const std::string req = "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-    if (write(fd, req.data(), req.size()) == static_cast<ssize_t>(req.size())) {
-      char buf[4096];
-      ssize_t n;
-      while ((n = read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
-    }
-  }
-  close(fd);
-  return out;
-}
-
-// grpc.health.v1.Health/Check through the generic stub (the health protos are not installed):
-// HealthCheckRequest{service = 1} and HealthCheckResponse{status = 1} encoded by hand.
-// Returns the status enum (1 SERVING, 2 NOT_SERVING), or -1 on an RPC error.
-int HealthCheck(const std::shared_ptr<grpc::Channel>& channel, const std::string& service) {
-  std::string req;
-  if (!service.empty()) {
-    req.push_back(0x0a);
-    req.push_back(static_cast<char>(service.size()));  // short names: a one-byte varint
-    req += service;
-  }
-  grpc::Slice slice(req);
-  grpc::ByteBuffer request(&slice, 1), response;
-  grpc::GenericStub stub(channel);
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-  std::promise<grpc::Status> done;
-  stub.UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &response,
-                 [&](grpc::Status s) { done.set_value(std::move(s)); });
-  const grpc::Status status = done.get_future().get();
-  if (!status.ok()) return -1;
-  grpc::Slice out;
-  if (!response.DumpToSingleSlice(&out).ok()) return -1;
-  const std::string bytes(reinterpret_cast<const char*>(out.begin()), out.size());
-  if (bytes.empty()) return 0;  // UNKNOWN (the default value is not encoded)
-  if (bytes.size() != 2 || bytes[0] != 0x08) return -1;
-  return bytes[1];
-}
-
-struct Stream {
-  grpc::Status status;
-  std::vector<v1::GenerateResponse> responses;
-};
+using Stream = retain::testing::GenerateStream;
 
 Stream Generate(v1::Retain::Stub& stub, const v1::GenerateRequest& request) {
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
-  auto reader = stub.Generate(&ctx, request);
-  Stream s;
-  v1::GenerateResponse r;
-  while (reader->Read(&r)) s.responses.push_back(r);
-  s.status = reader->Finish();
-  return s;
+  return retain::testing::ReadGenerate(stub, request);
+}
+
+// A stream's text: its tokens' and the finished message's tail.
+std::string StreamText(const Stream& s) {
+  std::string text;
+  for (const auto& r : s.responses) {
+    if (r.has_token()) text += r.token().text();
+    if (r.has_finished()) text += r.finished().text_tail();
+  }
+  return text;
 }
 
 class ServerSmokeTest : public ::testing::Test {
@@ -289,8 +238,8 @@ TEST_F(ServerSmokeTest, BadRequestsGetTheirCodeAndNameTheField) {
 }
 
 TEST_F(ServerSmokeTest, HealthIsServing) {
-  EXPECT_EQ(HealthCheck(channel_, ""), 1);
-  EXPECT_EQ(HealthCheck(channel_, "retain.v1.Retain"), 1);
+  EXPECT_EQ(HealthStatus(channel_, "").value_or(-1), 1);
+  EXPECT_EQ(HealthStatus(channel_, "retain.v1.Retain").value_or(-1), 1);
 }
 
 TEST_F(ServerSmokeTest, MetricsListFinishedRequests) {
@@ -332,21 +281,13 @@ TEST_F(ServerSmokeTest, SessionContinuesWhereItStopped) {
     req.mutable_stopping()->set_max_tokens(8);
     const Stream s = Generate(*stub_, req);
     ASSERT_TRUE(s.status.ok()) << s.status.error_message();
-    for (const auto& r : s.responses) {
-      if (r.has_token()) two += r.token().text();
-      if (r.has_finished()) two += r.finished().text_tail();
-    }
+    two += StreamText(s);
   }
   v1::GenerateRequest one;
   one.set_prompt_text(kPrompt);
   one.mutable_sampling()->set_temperature(0);
   one.mutable_stopping()->set_max_tokens(16);
-  std::string whole;
-  for (const auto& r : Generate(*stub_, one).responses) {
-    if (r.has_token()) whole += r.token().text();
-    if (r.has_finished()) whole += r.finished().text_tail();
-  }
-  EXPECT_EQ(two, whole);
+  EXPECT_EQ(two, StreamText(Generate(*stub_, one)));
   grpc::ClientContext gctx;
   v1::GetSessionRequest greq;
   greq.set_session_id(session.id());
@@ -452,8 +393,8 @@ TEST_F(ServerSmokeTest, SigtermDuringAStreamDrainsAndExitsZero) {
   ASSERT_EQ(tokens, 3);
   ASSERT_TRUE(server_->Signal(SIGTERM));
   ASSERT_TRUE(server_->WaitForStderr("draining", std::chrono::seconds(10)));
-  EXPECT_EQ(HealthCheck(channel_, ""), 2);  // NOT_SERVING while draining
-  EXPECT_EQ(HealthCheck(channel_, "retain.v1.Retain"), 2);
+  EXPECT_EQ(HealthStatus(channel_, "").value_or(-1), 2);  // NOT_SERVING while draining
+  EXPECT_EQ(HealthStatus(channel_, "retain.v1.Retain").value_or(-1), 2);
   bool finished = false;
   while (reader->Read(&r)) {
     if (r.has_finished()) {

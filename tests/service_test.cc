@@ -9,8 +9,6 @@
 #include <atomic>
 #include <chrono>
 #include <fstream>
-#include <future>
-#include <sstream>
 #include <thread>
 
 #include "engine/tools/conformance_case.h"
@@ -19,14 +17,17 @@
 #include "retain/engine/model.h"
 #include "retain/engine/safetensors.h"
 #include "retain/v1/retain.grpc.pb.h"
-#include "grpcpp/generic/generic_stub.h"
 #include "tests/testing/command.h"
 #include "tests/testing/paths.h"
 #include "tests/testing/server_process.h"
+#include "tests/testing/service_client.h"
 
 namespace retain {
 namespace {
 
+using retain::testing::HealthStatus;
+using retain::testing::HttpGet;
+using retain::testing::MetricValue;
 using retain::testing::ServerProcess;
 namespace v1 = retain::v1;
 
@@ -73,21 +74,18 @@ class Client {
 
   // Reads a whole stream; `stop_after` > 0 cancels the call once that many tokens have arrived.
   Stream Generate(const v1::GenerateRequest& req, int stop_after = 0, int deadline_ms = 60000) {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(deadline_ms));
-    auto reader = stub_->Generate(&ctx, req);
+    retain::testing::GenerateStream read =
+        retain::testing::ReadGenerate(*stub_, req, stop_after, std::chrono::milliseconds(deadline_ms));
     Stream s;
-    v1::GenerateResponse r;
-    while (reader->Read(&r)) {
+    s.status = read.status;
+    for (const v1::GenerateResponse& r : read.responses) {
       if (r.has_started()) s.started = r.started();
       if (r.has_token()) {
         s.ids.push_back(r.token().id());
         s.text += r.token().text();
-        if (stop_after > 0 && static_cast<int>(s.ids.size()) == stop_after) ctx.TryCancel();
       }
       if (r.has_finished()) s.finished = r.finished();
     }
-    s.status = reader->Finish();
     return s;
   }
 
@@ -437,56 +435,13 @@ TEST_F(ServiceTest, BadInputsGetTheirCodeAndAMessageNamingTheFieldWhileAStreamBe
   EXPECT_EQ(beside.ids, alone);
 }
 
-// grpc.health.v1.Health/Check through the generic stub (Debian ships no health.proto): the
-// request is field 1 (service name), the response field 1 the status enum (1 SERVING, 2 NOT_SERVING).
-absl::StatusOr<int> HealthStatus(std::shared_ptr<grpc::Channel> channel, const std::string& service) {
-  grpc::GenericStub stub(channel);
-  std::string req;
-  req.push_back(0x0a);
-  req.push_back(static_cast<char>(service.size()));
-  req += service;
-  grpc::Slice slice(req);
-  grpc::ByteBuffer request(&slice, 1), response;
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-  std::promise<grpc::Status> done;
-  stub.UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &response,
-                 [&](grpc::Status st) { done.set_value(st); });
-  grpc::Status st = done.get_future().get();
-  if (!st.ok()) return absl::UnavailableError(st.error_message());
-  std::vector<grpc::Slice> slices;
-  (void)response.Dump(&slices);
-  std::string bytes;
-  for (auto& sl : slices) bytes.append(reinterpret_cast<const char*>(sl.begin()), sl.size());
-  if (bytes.empty()) return 0;  // UNKNOWN is the default and is not sent
-  if (bytes.size() < 2 || bytes[0] != 0x08) return absl::InternalError("unexpected health response");
-  return static_cast<int>(bytes[1]);
-}
-
 TEST_F(ServiceTest, HealthIsServingOverallAndForTheService) {
   Client c = client();
   EXPECT_EQ(HealthStatus(c.channel(), "").value_or(-1), 1);
   EXPECT_EQ(HealthStatus(c.channel(), "retain.v1.Retain").value_or(-1), 1);
 }
 
-double MetricValue(const std::string& text, const std::string& series) {
-  std::istringstream in(text);
-  std::string line;
-  double sum = 0;
-  bool found = false;
-  while (std::getline(in, line)) {
-    if (line.empty() || line[0] == '#') continue;
-    if (line.rfind(series, 0) == 0 && (line[series.size()] == ' ' || line[series.size()] == '{')) {
-      sum += std::stod(line.substr(line.rfind(' ') + 1));
-      found = true;
-    }
-  }
-  return found ? sum : -1;
-}
-
-std::string Scrape(const std::string& address) {
-  return retain::testing::RunCommand("curl -s http://" + address + "/metrics").out;
-}
+std::string Scrape(const ServerProcess& server) { return HttpGet(server.metrics_port(), "/metrics"); }
 
 TEST(ServiceMetrics, CountersMatchTheWorkDone) {
   auto p = ServerProcess::Start({"--threads", "1"});
@@ -501,7 +456,7 @@ TEST(ServiceMetrics, CountersMatchTheWorkDone) {
   }
   v1::Session a = c.CreateSession(), b = c.CreateSession();
   EXPECT_EQ(c.Generate(Greedy("x", 4, "ffffffffffffffffffffffffffffffff")).status.error_code(), grpc::StatusCode::NOT_FOUND);
-  const std::string m = Scrape((*p)->metrics_address());
+  const std::string m = Scrape(**p);
   ASSERT_FALSE(m.empty()) << "no /metrics at " << (*p)->metrics_address();
   EXPECT_EQ(MetricValue(m, "retain_requests_finished_total"), 3) << m;
   EXPECT_EQ(MetricValue(m, "retain_generation_tokens_total"), generated);
@@ -526,7 +481,7 @@ TEST(ServiceMetrics, LruEvictionsAreCountedAndAnEvictedSessionSaysSo) {
   EXPECT_EQ(st.error_code(), grpc::StatusCode::NOT_FOUND);
   EXPECT_NE(st.error_message().find("evicted"), std::string::npos) << st.error_message();
   EXPECT_TRUE(c.GetSession(d.id(), &got).ok());
-  EXPECT_EQ(MetricValue(Scrape((*p)->metrics_address()), "retain_evictions_total"), 1);
+  EXPECT_EQ(MetricValue(Scrape(**p), "retain_evictions_total"), 1);
 }
 
 TEST(ServiceDrain, SigtermDuringStreamingDrainsReportsNotServingAndExitsZero) {
