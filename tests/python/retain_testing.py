@@ -74,6 +74,12 @@ class ServerProcess:
         self._reader.join(5)
         return self.proc.returncode
 
+    def stop_and_check(self, timeout=30.0):
+        """stop(); an AssertionError, with the server's stderr, unless it exited 0."""
+        rc = self.stop(timeout)
+        if rc != 0:
+            raise AssertionError(f"retain-server exited {rc} on SIGTERM; stderr:\n{self.log()}")
+
     def __enter__(self):
         return self
 

@@ -24,9 +24,7 @@ class CliTest(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.tmp.cleanup()
-        rc = cls.server.stop()
-        if rc != 0:
-            raise AssertionError(f"retain-server exited {rc} on SIGTERM; stderr:\n{cls.server.log()}")
+        cls.server.stop_and_check()
 
     def run_cli(self, *args, expect=0, server=True, env=None, timeout=120):
         argv = [self.cli] + (["--server", self.server.address] if server else []) + list(args)

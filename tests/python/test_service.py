@@ -80,9 +80,7 @@ class ServiceTest(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.channel.close()
-        rc = cls.server.stop()
-        if rc != 0:
-            raise AssertionError(f"retain-server exited {rc} on SIGTERM; stderr:\n{cls.server.log()}")
+        cls.server.stop_and_check()
 
     def session(self, model="", prefix_tokens=None):
         req = pb.CreateSessionRequest(model=model)
