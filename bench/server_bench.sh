@@ -115,10 +115,11 @@ start_server() {  # $1 model name, $2 dir, $3 --state-budget-bytes
   log "retain-server pid $SERVER_PID on $ADDR ($1, ${SLOTS:-?} state slots): $(grep -m1 'listening on' "$TMP/server.log" | sed 's/.*retain-server: //')"
 }
 
-# What else ran on the machine during a measurement: noise_begin, the measurement, then noise_end
-# prints {"seconds", "others_pct", "steal_pct"}, in % of all CPUs: others = the machine's busy
-# ticks (/proc/stat user+nice+system+irq+softirq) less the server's and this script's waited-for
-# children's (clients, retain-bench); steal = ticks the hypervisor gave to other guests.
+# Who used the CPUs during a measurement: noise_begin, the measurement, then noise_end sets NOISE
+# to {"seconds", "others_pct", "steal_pct", "server_pct", "children_pct"}, in % of all CPUs:
+# server = retain-server's utime+stime; children = this script's waited-for children (clients,
+# retain-bench); others = the machine's busy ticks (/proc/stat user+nice+system+irq+softirq) less
+# those two; steal = ticks the hypervisor gave to other guests.
 machine_ticks() { awk '$1 == "cpu" {print $2 + $3 + $4 + $7 + $8, $9}' /proc/stat; }
 children_ticks() {  # of `times`, run in this shell (a command substitution would see its own)
   awk -v h="$CLK_TCK" 'NR == 2 {
@@ -138,7 +139,8 @@ noise_end() {  # sets NOISE (run it in this shell, not in a command substitution
   NOISE=$(awk -v b="$((busy - NZ_BUSY))" -v st="$((steal - NZ_STEAL))" -v c="$((child - NZ_CHILD))" -v s="$((srv - NZ_SRV))" \
     -v t0="$NZ_T" -v t1="$t" -v h="$CLK_TCK" -v n="$(nproc)" 'BEGIN {
     cap = (t1 - t0) * h * n; o = b - c - s; if (o < 0) o = 0;
-    printf "{\"seconds\": %.1f, \"others_pct\": %.1f, \"steal_pct\": %.1f}\n", t1 - t0, 100 * o / cap, 100 * st / cap }')
+    printf "{\"seconds\": %.1f, \"others_pct\": %.1f, \"steal_pct\": %.1f, \"server_pct\": %.1f, \"children_pct\": %.1f}\n",
+      t1 - t0, 100 * o / cap, 100 * st / cap, 100 * s / cap, 100 * c / cap }')
 }
 
 # The server's own step counters: "step_seconds_sum steps batch_sum batches" (Prometheus text).
@@ -231,7 +233,7 @@ bench_model() {  # $1 shape
     record "$(jq -nc --argjson l "$load" --argjson b "$bench" --argjson st "$steps" --argjson ln "$load_noise" --argjson bn "$bench_noise" \
       --arg loadavg "$(cat /proc/loadavg)" '{kind: "throughput", load: $l, bench: $b, server_steps: $st, load_noise: $ln, bench_noise: $bn, loadavg: $loadavg}')"
     ROWS_THROUGHPUT+=$(jq -nr --arg m "$name" --argjson l "$load" --argjson b "$bench" --argjson st "$steps" --argjson ln "$load_noise" --argjson bn "$bench_noise" \
-      '"| \($m) | \($l.streams) | \($l.tokens_per_second * 10 | round / 10) | \($b.tokens_per_s * 10 | round / 10) | \(100 * $l.tokens_per_second / $b.tokens_per_s | round) % | \($l.ttft_seconds.p50 * 1e4 | round / 10) | \($l.itl_seconds.p50 * 1e4 | round / 10) | \($l.itl_seconds.p99 * 1e4 | round / 10) | \($b.step_ms * 10 | round / 10) | \(if $st.mean_step_ms then ($st.mean_step_ms * 10 | round / 10) else "?" end) | \(if $st.mean_batch then ($st.mean_batch * 10 | round / 10) else "?" end) | \($l.requests) | \($ln.others_pct) / \($ln.steal_pct) | \($bn.others_pct) / \($bn.steal_pct) | \(if ($l.errors | length) == 0 then "none" else ($l.errors | to_entries | map("\(.key) \(.value)") | join(", ")) end) |"' 2>/dev/null || echo "| $name | $n | no result (see the log) |")$'\n'
+      '"| \($m) | \($l.streams) | \($l.tokens_per_second * 10 | round / 10) | \($b.tokens_per_s * 10 | round / 10) | \(100 * $l.tokens_per_second / $b.tokens_per_s | round) % | \($l.ttft_seconds.p50 * 1e4 | round / 10) | \($l.itl_seconds.p50 * 1e4 | round / 10) | \($l.itl_seconds.p99 * 1e4 | round / 10) | \($b.step_ms * 10 | round / 10) | \(if $st.mean_step_ms then ($st.mean_step_ms * 10 | round / 10) else "?" end) | \(if $st.mean_batch then ($st.mean_batch * 10 | round / 10) else "?" end) | \($l.requests) | \($ln.server_pct) / \($ln.children_pct) | \($ln.others_pct) / \($ln.steal_pct) | \($bn.others_pct) / \($bn.steal_pct) | \(if ($l.errors | length) == 0 then "none" else ($l.errors | to_entries | map("\(.key) \(.value)") | join(", ")) end) |"' 2>/dev/null || echo "| $name | $n | no result (see the log) |")$'\n'
   done
 
   # (d) inter-token latency at ITL_STREAMS streams, alone and with 4096-token prompts alongside.
@@ -316,8 +318,8 @@ cat <<EOF
 
 load average at start: $LOAD_START; at the end: $LOAD_END ($(nproc) CPUs)
 
-| model | streams | server tok/s | in-process tok/s | ratio | ttft p50 ms | itl p50 ms | itl p99 ms | in-process step ms | server mean step ms | server mean batch | requests done | others' CPU / steal %, load | the same, in-process | errors |
-|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
+| model | streams | server tok/s | in-process tok/s | ratio | ttft p50 ms | itl p50 ms | itl p99 ms | in-process step ms | server mean step ms | server mean batch | requests done | server / client CPU % | others' CPU / steal %, load | the same, in-process | errors |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
 ${ROWS_THROUGHPUT}
 | model | beside the $ITL_STREAMS streams | itl p50 ms | itl p90 ms | itl p99 ms | p99 / p50 | streams' ttft p50 / p99 ms | long prompts | streams' tok/s | others' CPU / steal % |
 |---|---|---|---|---|---|---|---|---|---|
