@@ -18,6 +18,7 @@
 #include "retain/engine/safetensors.h"
 #include "retain/v1/retain.grpc.pb.h"
 #include "tests/testing/command.h"
+#include "tests/testing/direct_greedy.h"
 #include "tests/testing/paths.h"
 #include "tests/testing/server_process.h"
 #include "tests/testing/service_client.h"
@@ -31,29 +32,10 @@ using retain::testing::MetricValue;
 using retain::testing::ServerProcess;
 namespace v1 = retain::v1;
 
-std::string DefaultModelDir() { return retain::testing::SourceDir() + "/models/rwkv7-kjv-byte"; }
+using retain::testing::DefaultModelDir;
+using retain::testing::DirectGreedy;
 
-std::vector<int32_t> Bytes(const std::string& s) {
-  std::vector<int32_t> out;
-  for (unsigned char c : s) out.push_back(c);
-  return out;
-}
-
-// Greedy continuation by the model alone.
-std::vector<int32_t> DirectGreedy(const std::string& dir, const std::vector<int32_t>& prompt, int n) {
-  auto model = engine::LoadModel(dir, engine::ModelOptions{.num_threads = 1});
-  EXPECT_TRUE(model.ok()) << model.status();
-  auto state = (*model)->AllocateStates(1);
-  std::vector<float> logits((*model)->config().vocab_size);
-  std::vector<int32_t> out, feed = prompt;
-  for (int i = 0; i < n; ++i) {
-    engine::SequenceInput in{feed, *state, false};
-    EXPECT_TRUE((*model)->Forward({&in, 1}, absl::MakeSpan(logits)).ok());
-    out.push_back(static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin()));
-    feed = {out.back()};
-  }
-  return out;
-}
+std::vector<int32_t> Bytes(const std::string& s) { return retain::testing::ByteTokens(s); }
 
 struct Stream {
   grpc::Status status;

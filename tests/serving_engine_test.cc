@@ -11,32 +11,20 @@
 #include "gtest/gtest.h"
 #include "retain/engine/model.h"
 #include "retain/engine/serving.h"
+#include "tests/testing/direct_greedy.h"
 #include "tests/testing/paths.h"
 
 namespace retain::engine {
 namespace {
 
-std::string ModelDir() { return retain::testing::SourceDir() + "/models/rwkv7-kjv-byte"; }
+using retain::testing::DefaultModelDir;
 
-std::vector<TokenId> Bytes(const std::string& s) { return std::vector<TokenId>(s.begin(), s.end()); }
+std::string ModelDir() { return DefaultModelDir(); }
 
-// Greedy continuation by the model alone: the independent truth the engine must equal.
+std::vector<TokenId> Bytes(const std::string& s) { return retain::testing::ByteTokens(s); }
+
 std::vector<TokenId> DirectGreedy(const std::vector<TokenId>& prompt, int n) {
-  auto model = LoadModel(ModelDir(), ModelOptions{.num_threads = 1});
-  EXPECT_TRUE(model.ok()) << model.status();
-  auto state = (*model)->AllocateStates(1);
-  const int v = (*model)->config().vocab_size;
-  std::vector<float> logits(v);
-  std::vector<TokenId> out;
-  std::vector<TokenId> feed = prompt;
-  for (int i = 0; i < n; ++i) {
-    SequenceInput in{feed, *state, false};
-    EXPECT_TRUE((*model)->Forward({&in, 1}, absl::MakeSpan(logits)).ok());
-    const TokenId t = static_cast<TokenId>(std::max_element(logits.begin(), logits.end()) - logits.begin());
-    out.push_back(t);
-    feed = {t};
-  }
-  return out;
+  return retain::testing::DirectGreedy(DefaultModelDir(), prompt, n);
 }
 
 // Records what a request streams; Wait() blocks until it ends.
