@@ -21,7 +21,6 @@
 #include <fstream>
 #include <random>
 #include <string>
-#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "bench/cli.h"
@@ -100,7 +99,7 @@ std::vector<engine::TokenId> Tokens(int n, int vocab, uint32_t seed) {
 
 absl::Status Run(const Options& o) {
   RETAIN_ASSIGN_OR_RETURN(DType dtype, ParseDType(o.dtype));
-  const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::thread::hardware_concurrency());
+  const int threads = o.threads > 0 ? o.threads : engine::DefaultThreadCount();  // the engine's own default
   LimitsProbe probe(threads, kReadGib);
 
   // Model: random image in memory -> the real loader -> image freed.

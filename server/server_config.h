@@ -22,7 +22,7 @@ struct ServerConfig {
   std::string metrics_listen = "127.0.0.1:9464";   // HOST:PORT; empty = no /metrics endpoint
   std::vector<ModelSpec> models;                   // at least one; the first is the default
   std::string backend = "cpu";
-  int threads = 0;                                 // per model; 0 = every core
+  int threads = 0;                                 // per model; 0 = every core this process may use
   // Per-model serving options (eos_token_id is set per model from its tokenizer at load).
   engine::ServingOptions serving;
   absl::Duration drain_timeout = absl::Seconds(30);

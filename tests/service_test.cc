@@ -467,12 +467,14 @@ TEST(ServiceMetrics, LruEvictionsAreCountedAndAnEvictedSessionSaysSo) {
 }
 
 TEST(ServiceDrain, SigtermDuringStreamingDrainsReportsNotServingAndExitsZero) {
-  auto p = ServerProcess::Start({"--threads", "1", "--drain-timeout", "2"});
+  // The endless request must outlast the 2 s drain on any machine: an idle one decodes the default
+  // model at thousands of tokens per second.
+  auto p = ServerProcess::Start({"--threads", "1", "--drain-timeout", "2", "--max-tokens-limit", "1000000"});
   ASSERT_TRUE(p.ok()) << p.status();
   Client c((*p)->address());
   Stream finishing, endless;
   std::thread a([&] { finishing = Client((*p)->address()).Generate(Greedy("And", 200)); });
-  std::thread b([&] { endless = Client((*p)->address()).Generate(Greedy("And", 8000)); });
+  std::thread b([&] { endless = Client((*p)->address()).Generate(Greedy("And", 1000000)); });
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   ASSERT_EQ(kill((*p)->pid(), SIGTERM), 0);
   std::this_thread::sleep_for(std::chrono::milliseconds(100));

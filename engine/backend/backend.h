@@ -92,7 +92,7 @@ class Backend {
 };
 
 struct BackendOptions {
-  int num_threads = 0;  // 0 = every core
+  int num_threads = 0;  // 0 = the CPUs this process may use (affinity, cgroup quota)
 };
 
 // The only place that knows which backends exist. "cpu" today.

@@ -113,7 +113,7 @@ absl::Status RecurrentModel::Validate(absl::Span<const SequenceInput> seqs,
 
 absl::Status RecurrentModel::Forward(absl::Span<const SequenceInput> seqs, absl::Span<float> logits) {
   RETAIN_RETURN_IF_ERROR(Validate(seqs, logits));
-  ScopedFlushDenormals ftz;  // the caller's thread computes part 0 of every op
+  ScopedFlushDenormals ftz;  // the caller's thread computes parts of every op
   const int budget = options_.max_step_tokens;
   std::vector<size_t>& done = done_scratch_;
   std::vector<size_t>& out_base = out_base_scratch_;

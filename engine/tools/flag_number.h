@@ -16,7 +16,7 @@
 
 namespace retain::tools {
 
-// --threads of every tool: 0 = every core (ModelOptions::num_threads), else 1 to this many.
+// --threads of every tool: 0 = every core this process may use (ModelOptions::num_threads), else 1 to this many.
 inline constexpr int kMaxThreads = 1024;
 
 // True for an optional sign followed by decimal digits only: an integer, whatever its size.

@@ -30,7 +30,7 @@ enum class ComputeForm {
 
 struct ModelOptions {
   std::string backend = "cpu";
-  int num_threads = 0;           // 0 = every core
+  int num_threads = 0;           // 0 = the CPUs this process may use (affinity, cgroup quota)
   int max_step_tokens = 256;     // rows per internal step (prefill chunk size); >= 1
   ComputeForm form = ComputeForm::kChunkwise;  // RetNet / TransNormerLLM only
   int chunk_size = 64;           // rows per chunk of the chunkwise form, in [1, 1024]
