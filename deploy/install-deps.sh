@@ -12,7 +12,12 @@ packages=(
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   prometheus-cpp-dev libcli11-dev libxxhash-dev
   python3 python3-grpcio python3-protobuf curl
+  # client/python installs with pip into a venv (tests/python/test_python_client.py); the TLS
+  # tests make their certificates with openssl; client/node runs on node.
+  python3-venv python3-pip python3-setuptools openssl nodejs
 )
+# A nodejs package from elsewhere (NodeSource) carries npm itself and conflicts with Debian's.
+command -v npm >/dev/null || packages+=(npm)
 if [[ "${1:-}" == "--train" ]]; then
   # bible-kjv dumps the corpus; OpenBLAS makes Debian torch ~4x faster than reference BLAS.
   packages+=(python3-torch python3-numpy bible-kjv-text bible-kjv libopenblas0-pthread)
@@ -24,12 +29,24 @@ for p in "${packages[@]}"; do
 done
 if ((${#missing[@]} == 0)); then
   echo "install-deps: all ${#packages[@]} packages present"
-  exit 0
+else
+  SUDO=""
+  if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  echo "install-deps: installed ${missing[*]}"
 fi
 
-SUDO=""
-if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
-echo "install-deps: installed ${missing[*]}"
+# client/node's packages, exactly as its committed lockfile says (from the npm registry). Skipped
+# when node_modules was installed from this very lockfile: a stamp holds the lockfile's hash.
+node_dir="$(cd "$(dirname "$0")/.." && pwd)/client/node"
+lock_hash=$(sha256sum "$node_dir/package-lock.json" | cut -d' ' -f1)
+stamp="$node_dir/node_modules/.retain-lock-sha256"
+if [[ "$(cat "$stamp" 2>/dev/null)" == "$lock_hash" ]]; then
+  echo "install-deps: client/node/node_modules matches package-lock.json"
+else
+  (cd "$node_dir" && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$lock_hash" >"$stamp"
+  echo "install-deps: installed client/node/node_modules (npm ci)"
+fi
