@@ -2,24 +2,16 @@
 // client/node against a real retain-server on the shipped default model, held to the C++ `retain`
 // CLI on the same server. Run by ctest (NodeClient): node --test test/client.test.js in client/node,
 // with $RETAIN_SERVER_BIN and $RETAIN_CLI_BIN set (tests/CMakeLists.txt).
+require('./installed');
 const assert = require('node:assert/strict');
-const { execFile } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { after, before, test } = require('node:test');
-const { promisify } = require('node:util');
-
-const PACKAGE = path.join(__dirname, '..');
-const MODULES = path.join(PACKAGE, 'node_modules');
-if (!fs.existsSync(path.join(MODULES, '@grpc', 'grpc-js')) || !fs.existsSync(path.join(MODULES, '@grpc', 'proto-loader'))) {
-  throw new Error(`${MODULES} lacks @grpc/grpc-js or @grpc/proto-loader: run deploy/install-deps.sh ` +
-    '(it runs npm ci in client/node)');
-}
 const { Client, RetainError, status } = require('..');
-const { ServerProcess, envPath } = require('./server_process');
+const { cliGreedy, run } = require('./cli');
+const { ServerProcess } = require('./server_process');
 
-const run = promisify(execFile);
 const PROMPT = 'And God said';
 let server;
 let client;
@@ -37,16 +29,8 @@ after(async () => {
   await server?.stopAndCheck();
 });
 
-// The CLI's text (stdout) and token ids (its --logprobs lines) for a greedy request.
-async function cliGreedy(prompt, maxTokens) {
-  const { stdout, stderr } = await run(envPath('RETAIN_CLI_BIN'), ['--server', server.address, 'generate',
-    '--temperature', '0', '--max-tokens', String(maxTokens), '--logprobs', '1', prompt]);
-  const ids = stderr.split('\n').filter((l) => l.startsWith('[token] id=')).map((l) => Number(/id=(\d+)/.exec(l)[1]));
-  return { text: stdout, ids };
-}
-
 test('a greedy generation streams what the CLI gets', async () => {
-  const want = await cliGreedy(PROMPT, 40);
+  const want = await cliGreedy(server.address, PROMPT, 40);
   const generation = client.generate(PROMPT, { temperature: 0, maxTokens: 40 });
   const pieces = [];
   for await (const piece of generation) pieces.push(piece);
@@ -119,8 +103,8 @@ test('a refused request rejects with a RetainError naming the field', async () =
 });
 
 test('the example streams the same text', async () => {
-  const want = await cliGreedy(PROMPT, 30);
-  const { stdout, stderr } = await run(process.execPath, [path.join(PACKAGE, 'examples', 'generate.js'),
+  const want = await cliGreedy(server.address, PROMPT, 30);
+  const { stdout, stderr } = await run(process.execPath, [path.join(__dirname, '..', 'examples', 'generate.js'),
     '--server', server.address, '--temperature', '0', '--max-tokens', '30', PROMPT]);
   assert.equal(stdout, want.text);
   assert.match(stderr, /reason=LENGTH/);
