@@ -6,7 +6,6 @@ import io
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import unittest
 
@@ -18,10 +17,21 @@ from retain_client import Client, RetainError
 PROMPT = "And God said"
 
 
+def cli_greedy(address, prompt, max_tokens, *global_options):
+    """The C++ CLI's text (stdout) and token ids (its --logprobs lines) for a greedy request."""
+    p = subprocess.run([rt.env_path("RETAIN_CLI_BIN"), "--server", address, *global_options, "generate",
+                        "--temperature", "0", "--max-tokens", str(max_tokens), "--logprobs", "1", prompt],
+                       capture_output=True, timeout=120)
+    if p.returncode != 0:
+        raise AssertionError(f"retain generate exited {p.returncode}: {p.stderr.decode(errors='replace')}")
+    ids = [int(line.split("id=")[1].split()[0]) for line in p.stderr.decode().splitlines()
+           if line.startswith("[token] id=")]
+    return p.stdout.decode(), ids
+
+
 class PythonClientTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.cli = rt.env_path("RETAIN_CLI_BIN")
         cls.server = rt.ServerProcess(["--threads", "1"])
         cls.client = Client(cls.server.address, timeout=60)
         cls.tmp = tempfile.TemporaryDirectory()
@@ -33,13 +43,7 @@ class PythonClientTest(unittest.TestCase):
         cls.server.stop_and_check()
 
     def cli_greedy(self, prompt, max_tokens):
-        """The CLI's text (stdout) and token ids (its --logprobs lines) for a greedy request."""
-        p = subprocess.run([self.cli, "--server", self.server.address, "generate", "--temperature", "0",
-                            "--max-tokens", str(max_tokens), "--logprobs", "1", prompt],
-                           capture_output=True, timeout=120, check=True)
-        ids = [int(line.split("id=")[1].split()[0]) for line in p.stderr.decode().splitlines()
-               if line.startswith("[token] id=")]
-        return p.stdout.decode(), ids
+        return cli_greedy(self.server.address, prompt, max_tokens)
 
     def test_a_greedy_generation_streams_what_the_cli_gets(self):
         want_text, want_ids = self.cli_greedy(PROMPT, 40)
@@ -94,8 +98,21 @@ class PythonClientTest(unittest.TestCase):
         again = self.client.import_from(buffer)
         self.assertEqual(again.generate(temperature=0, max_tokens=8).text(),
                          copy.generate(temperature=0, max_tokens=8).text())
+        # Damaged bytes are refused and create nothing; a failed export leaves no file.
+        blob = bytearray(buffer.getvalue())
+        blob[len(blob) // 2] ^= 1
+        count = len(self.client.list_sessions())
+        with self.assertRaises(RetainError) as caught:
+            self.client.import_from(io.BytesIO(bytes(blob)))
+        self.assertIn(caught.exception.code, (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION))
+        self.assertEqual(len(self.client.list_sessions()), count)
         for s in (original, copy, again):
             s.delete()
+        gone = os.path.join(self.tmp.name, "gone.state")
+        with self.assertRaises(RetainError) as caught:
+            original.export_to(gone)
+        self.assertEqual(caught.exception.code, grpc.StatusCode.NOT_FOUND)
+        self.assertFalse(os.path.exists(gone) or os.path.exists(gone + ".partial"))
 
     def test_list_get_fork_delete(self):
         parent = self.client.create_session("Amen.")

@@ -1,4 +1,5 @@
 'use strict';
+const { once } = require('node:events');
 const fs = require('node:fs');
 const grpc = require('@grpc/grpc-js');
 const { retainV1 } = require('./proto');
@@ -114,42 +115,47 @@ class Client {
   // whole stream arrived, so a failed export leaves no PATH.
   async exportSession(session, path) {
     const partial = `${path}.partial`;
-    const out = fs.createWriteStream(partial);
+    const file = await fs.promises.open(partial, 'w');
     try {
-      const call = this._stub.ExportSession({ sessionId: idOf(session) }, this._metadata(), this._options());
       try {
-        for await (const chunk of call) {
-          if (!out.write(chunk.data)) await new Promise((resolve) => out.once('drain', resolve));
-        }
-      } catch (error) {
-        throw RetainError.from(error);
+        const call = this._stub.ExportSession({ sessionId: idOf(session) }, this._metadata(), this._options());
+        for await (const chunk of call) await file.write(chunk.data);
+      } finally {
+        await file.close();
       }
-      await new Promise((resolve, reject) => out.end((error) => (error ? reject(error) : resolve())));
       await fs.promises.rename(partial, path);
-    } finally {
-      out.destroy();
+    } catch (error) {
       await fs.promises.rm(partial, { force: true });
+      throw RetainError.from(error);
     }
   }
 
   // A new Session from a snapshot file written by exportSession. The server checks it and refuses
   // damaged or foreign bytes, creating nothing.
   async importFrom(path) {
-    const input = fs.createReadStream(path, { highWaterMark: CHUNK_BYTES });
-    await new Promise((resolve, reject) => input.once('open', resolve).once('error', reject));
+    const file = await fs.promises.open(path, 'r');
     let call;
     const done = new Promise((resolve, reject) => {
       call = this._stub.ImportSession(this._metadata(), this._options(),
         (error, response) => (error ? reject(RetainError.from(error)) : resolve(response)));
     });
+    // A refusal can come while chunks are still being sent; it is awaited below, not lost.
+    done.catch(() => {});
     try {
-      for await (const data of input) {
-        if (!call.write({ data })) await new Promise((resolve) => call.once('drain', resolve));
+      const buffer = Buffer.alloc(CHUNK_BYTES);
+      for (;;) {
+        const { bytesRead } = await file.read(buffer, 0, CHUNK_BYTES, null);
+        if (bytesRead === 0) break;
+        if (!call.write({ data: Buffer.from(buffer.subarray(0, bytesRead)) })) {
+          await Promise.race([once(call, 'drain'), done]);
+        }
       }
       call.end();
     } catch (error) {
       call.cancel();
       throw error;
+    } finally {
+      await file.close();
     }
     return new Session(this, await done);
   }

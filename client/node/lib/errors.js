@@ -14,8 +14,10 @@ class RetainError extends Error {
     this.details = details;
   }
 
+  // A gRPC error (a numeric code and details) as a RetainError; anything else as it is.
   static from(error) {
-    return error instanceof RetainError || error.code === undefined ? error : new RetainError(error.code, error.details);
+    const fromGrpc = !(error instanceof RetainError) && typeof error.code === 'number' && 'details' in error;
+    return fromGrpc ? new RetainError(error.code, error.details) : error;
   }
 }
 

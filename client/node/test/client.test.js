@@ -76,7 +76,20 @@ test('create, generate, export, import, continue equals continuing the original'
     assert.deepEqual(got.tokenIds, want.tokenIds);
     assert.equal(got.finished.position, want.finished.position);
   }
+  // Damaged bytes are refused and create nothing; a failed export leaves no file.
+  const blob = fs.readFileSync(file);
+  blob[blob.length >> 1] ^= 1;
+  const damaged = path.join(tmp, 'damaged.state');
+  fs.writeFileSync(damaged, blob);
+  const count = (await client.listSessions()).length;
+  await assert.rejects(client.importFrom(damaged), (e) => e instanceof RetainError &&
+    [status.INVALID_ARGUMENT, status.FAILED_PRECONDITION].includes(e.code));
+  assert.equal((await client.listSessions()).length, count);
   await original.delete();
+  const gone = path.join(tmp, 'gone.state');
+  await assert.rejects(original.exportTo(gone), (e) => e instanceof RetainError && e.code === status.NOT_FOUND);
+  assert.ok(!fs.existsSync(gone) && !fs.existsSync(`${gone}.partial`));
+  await assert.rejects(client.importFrom(path.join(tmp, 'missing.state')), (e) => e.code === 'ENOENT');
   await copy.delete();
 });
 
