@@ -2,6 +2,8 @@
 
 #include <chrono>
 #include <cstdio>
+#include <fstream>
+#include <sstream>
 #include <limits>
 
 #include <grpcpp/create_channel.h>
@@ -10,7 +12,37 @@
 
 namespace retain::client {
 
-std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target, int index) {
+namespace {
+
+// The whole file, or false when it cannot be read.
+bool ReadFile(const std::string& path, std::string* out) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return false;
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) return false;
+  *out = ss.str();
+  return true;
+}
+
+}  // namespace
+
+std::string LoadTlsFiles(GlobalOptions& g) {
+  if (g.tls_cert.empty() != g.tls_key.empty())
+    return "--tls-cert and --tls-key go together (a client certificate and its private key)";
+  const struct {
+    const char* flag;
+    const std::string& path;
+    std::string* out;
+  } files[] = {{"--tls-ca", g.tls_ca, &g.tls_ca_pem},
+               {"--tls-cert", g.tls_cert, &g.tls_cert_pem},
+               {"--tls-key", g.tls_key, &g.tls_key_pem}};
+  for (const auto& f : files)
+    if (!f.path.empty() && !ReadFile(f.path, f.out)) return std::string(f.flag) + " " + f.path + ": cannot be read";
+  return "";
+}
+
+std::shared_ptr<grpc::Channel> MakeChannel(const GlobalOptions& g, int index) {
   grpc::ChannelArguments args;
   // Session chunks are at most 1 MiB; a listing of many sessions may be larger than 4 MiB.
   args.SetMaxReceiveMessageSize(64 << 20);
@@ -19,10 +51,18 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target, int index)
     args.SetInt("retain.channel_index", index);
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   }
-  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+  if (!g.tls()) return grpc::CreateCustomChannel(g.server, grpc::InsecureChannelCredentials(), args);
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = g.tls_ca_pem;  // empty: gRPC's default roots
+  ssl.pem_cert_chain = g.tls_cert_pem;
+  ssl.pem_private_key = g.tls_key_pem;
+  return grpc::CreateCustomChannel(g.server, grpc::SslCredentials(ssl), args);
 }
 
-void ApplyDeadline(grpc::ClientContext& ctx, const GlobalOptions& g) {
+void ApplyCallOptions(grpc::ClientContext& ctx, const GlobalOptions& g) {
+  // Per-call metadata rather than call credentials: gRPC refuses call credentials on a plain-text
+  // channel, and a server on 127.0.0.1 may take tokens without TLS.
+  if (!g.token.empty()) ctx.AddMetadata("authorization", "Bearer " + g.token);
   if (g.timeout_seconds <= 0) return;
   const auto d = std::chrono::duration_cast<std::chrono::system_clock::duration>(
       std::chrono::duration<double>(g.timeout_seconds));

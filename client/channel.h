@@ -22,14 +22,25 @@ inline constexpr int kExitRpcBase = 10;
 struct GlobalOptions {
   std::string server = "127.0.0.1:50051";  // --server, else $RETAIN_SERVER
   double timeout_seconds = 0;              // --timeout: the deadline of each RPC; 0 = none
+  std::string token;                       // --token, else $RETAIN_TOKEN: sent as a bearer token
+  std::string tls_ca, tls_cert, tls_key;   // --tls-ca / --tls-cert / --tls-key: PEM file paths
+  // The files' contents, read by LoadTlsFiles; TLS is on when either path was given.
+  std::string tls_ca_pem, tls_cert_pem, tls_key_pem;
+  bool tls() const { return !tls_ca.empty() || !tls_cert.empty(); }
 };
 
-// A channel to `target` (HOST:PORT). Channels with different `index` use separate connections
-// (the load generator spreads streams over a few).
-std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target, int index = 0);
+// Reads the --tls-* files into `g`. "" when they are fine, else the message (naming the flag and
+// file) for Fail: a file that cannot be read, or --tls-cert without --tls-key (or the reverse).
+std::string LoadTlsFiles(GlobalOptions& g);
 
-// Sets the context's deadline from --timeout (nothing when it is 0).
-void ApplyDeadline(grpc::ClientContext& ctx, const GlobalOptions& g);
+// A channel to --server, TLS when --tls-ca or --tls-cert was given (the server checked against
+// --tls-ca, else the system's roots). Channels with different `index` use separate connections
+// (the load generator spreads streams over a few).
+std::shared_ptr<grpc::Channel> MakeChannel(const GlobalOptions& g, int index = 0);
+
+// What every call carries: the deadline from --timeout (none when it is 0) and, with --token,
+// `authorization: Bearer TOKEN` metadata.
+void ApplyCallOptions(grpc::ClientContext& ctx, const GlobalOptions& g);
 
 // "INVALID_ARGUMENT" for 3, ...; "CODE_<n>" for a number outside the standard set.
 std::string StatusCodeName(grpc::StatusCode code);

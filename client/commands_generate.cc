@@ -71,9 +71,9 @@ int RunGenerate(const GlobalOptions& g, const GenerateOptions& o) {
   st->set_ignore_eos(o.ignore_eos);
   req.set_logprobs(o.logprobs);
 
-  auto stub = v1::Retain::NewStub(MakeChannel(g.server));
+  auto stub = v1::Retain::NewStub(MakeChannel(g));
   grpc::ClientContext ctx;
-  ApplyDeadline(ctx, g);
+  ApplyCallOptions(ctx, g);
   std::unique_ptr<grpc::ClientReader<v1::GenerateResponse>> reader = stub->Generate(&ctx, req);
   v1::GenerateResponse resp;
   bool wrote = false, finished = false;

@@ -21,9 +21,9 @@ struct ModelOptions {
 };
 
 int Models(const GlobalOptions& g, const ModelOptions& o) {
-  auto stub = v1::Retain::NewStub(MakeChannel(g.server));
+  auto stub = v1::Retain::NewStub(MakeChannel(g));
   grpc::ClientContext ctx;
-  ApplyDeadline(ctx, g);
+  ApplyCallOptions(ctx, g);
   v1::ListModelsResponse resp;
   grpc::Status st = stub->ListModels(&ctx, v1::ListModelsRequest(), &resp);
   if (!st.ok()) return ReportRpcError(st);
@@ -55,9 +55,9 @@ int Models(const GlobalOptions& g, const ModelOptions& o) {
 }
 
 int Tokenize(const GlobalOptions& g, const ModelOptions& o) {
-  auto stub = v1::Retain::NewStub(MakeChannel(g.server));
+  auto stub = v1::Retain::NewStub(MakeChannel(g));
   grpc::ClientContext ctx;
-  ApplyDeadline(ctx, g);
+  ApplyCallOptions(ctx, g);
   v1::TokenizeRequest req;
   req.set_model(o.model);
   req.set_text(o.text);
@@ -74,9 +74,9 @@ int Detokenize(const GlobalOptions& g, const ModelOptions& o) {
   std::vector<int> ids;
   std::string error;
   if (!ParseTokenIds(o.ids, &ids, &error)) return Fail(kExitUsage, "IDS: " + error);
-  auto stub = v1::Retain::NewStub(MakeChannel(g.server));
+  auto stub = v1::Retain::NewStub(MakeChannel(g));
   grpc::ClientContext ctx;
-  ApplyDeadline(ctx, g);
+  ApplyCallOptions(ctx, g);
   v1::DetokenizeRequest req;
   req.set_model(o.model);
   for (int id : ids) req.add_ids(id);

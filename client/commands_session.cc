@@ -26,7 +26,7 @@ struct SessionOptions {
   CLI::Option* o_prefix_tokens = nullptr;
 };
 
-std::unique_ptr<v1::Retain::Stub> Stub(const GlobalOptions& g) { return v1::Retain::NewStub(MakeChannel(g.server)); }
+std::unique_ptr<v1::Retain::Stub> Stub(const GlobalOptions& g) { return v1::Retain::NewStub(MakeChannel(g)); }
 
 // One unary Retain call under the global deadline (--timeout): *resp is filled when the status is OK.
 template <typename Request, typename Response>
@@ -34,7 +34,7 @@ grpc::Status Call(const GlobalOptions& g,
                   grpc::Status (v1::Retain::Stub::*method)(grpc::ClientContext*, const Request&, Response*),
                   const Request& req, Response* resp) {
   grpc::ClientContext ctx;
-  ApplyDeadline(ctx, g);
+  ApplyCallOptions(ctx, g);
   return (Stub(g).get()->*method)(&ctx, req, resp);
 }
 
@@ -149,7 +149,7 @@ int Export(const GlobalOptions& g, const SessionOptions& o) {
   v1::ExportSessionRequest req;
   req.set_session_id(o.id);
   grpc::ClientContext ctx;
-  ApplyDeadline(ctx, g);
+  ApplyCallOptions(ctx, g);
   auto stub = Stub(g);
   auto reader = stub->ExportSession(&ctx, req);
   v1::SessionChunk chunk;
@@ -186,7 +186,7 @@ int Import(const GlobalOptions& g, const SessionOptions& o) {
   std::FILE* f = std::fopen(o.file.c_str(), "rb");
   if (f == nullptr) return Fail(kExitLocal, "cannot read " + o.file + ": " + std::strerror(errno));
   grpc::ClientContext ctx;
-  ApplyDeadline(ctx, g);
+  ApplyCallOptions(ctx, g);
   auto stub = Stub(g);
   v1::Session s;
   auto writer = stub->ImportSession(&ctx, &s);

@@ -47,7 +47,7 @@ void Conversation(int index, const GlobalOptions& g, const LoadOptions& o, const
   v1::Session session;
   {
     grpc::ClientContext ctx;
-    ApplyDeadline(ctx, g);
+    ApplyCallOptions(ctx, g);
     v1::CreateSessionRequest req;
     req.set_model(t.model);
     grpc::Status st = stub->CreateSession(&ctx, req, &session);
@@ -61,7 +61,7 @@ void Conversation(int index, const GlobalOptions& g, const LoadOptions& o, const
     req.mutable_stopping()->set_max_tokens(o.max_tokens);
     req.mutable_stopping()->set_ignore_eos(true);
     grpc::ClientContext ctx;
-    ApplyDeadline(ctx, g);
+    ApplyCallOptions(ctx, g);
     Turn r;
     const Clock::time_point start = Clock::now();
     bool first = true;
@@ -92,7 +92,7 @@ void Conversation(int index, const GlobalOptions& g, const LoadOptions& o, const
   }
   if (!o.keep_sessions) {
     grpc::ClientContext ctx;
-    ApplyDeadline(ctx, g);
+    ApplyCallOptions(ctx, g);
     v1::DeleteSessionRequest req;
     req.set_session_id(session.id());
     v1::DeleteSessionResponse resp;

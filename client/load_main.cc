@@ -70,11 +70,11 @@ int RunLoad(const GlobalOptions& g, const LoadFlags& f) {
                                 ": only 127.0.0.1 / localhost / ::1 unless --allow-remote is given");
 
   LoadTarget t;
-  for (int i = 0; i < o.channels; ++i) t.channels.push_back(MakeChannel(g.server, i));
+  for (int i = 0; i < o.channels; ++i) t.channels.push_back(MakeChannel(g, i));
   {
     auto stub = v1::Retain::NewStub(t.channels[0]);
     grpc::ClientContext ctx;
-    ApplyDeadline(ctx, g);
+    ApplyCallOptions(ctx, g);
     v1::ListModelsResponse resp;
     grpc::Status st = stub->ListModels(&ctx, v1::ListModelsRequest(), &resp);
     if (!st.ok()) return ReportRpcError(st);

@@ -53,7 +53,7 @@ void Stream(int index, const GlobalOptions& g, const LoadOptions& o, const LoadT
     req.mutable_stopping()->set_ignore_eos(true);
 
     grpc::ClientContext ctx;
-    ApplyDeadline(ctx, g);
+    ApplyCallOptions(ctx, g);
     {
       std::lock_guard<std::mutex> l(slot.mu);
       if (run.stop.load()) break;

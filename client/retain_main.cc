@@ -20,6 +20,13 @@ int main(int argc, char** argv) {
   app.add_option("--timeout", g.timeout_seconds, "deadline of each RPC in seconds; 0 = none")
       ->check(CLI::Range(0.0, 1e7))
       ->capture_default_str();
+  app.add_option("--token", g.token, "bearer token for a server run with --auth-tokens (also $RETAIN_TOKEN)")
+      ->envname("RETAIN_TOKEN");
+  app.add_option("--tls-ca", g.tls_ca, "TLS: PEM file of the CA that signed the server's certificate")
+      ->type_name("FILE");
+  app.add_option("--tls-cert", g.tls_cert, "TLS: PEM client certificate, for a server that requires one (mTLS)")
+      ->type_name("FILE");
+  app.add_option("--tls-key", g.tls_key, "TLS: PEM private key of --tls-cert")->type_name("FILE");
   app.require_subcommand(1);
 
   Action action;
@@ -39,5 +46,7 @@ int main(int argc, char** argv) {
     return kExitUsage;
   }
   if (!action) return Fail(kExitUsage, "no command given (--help lists them)");
+  if (g.tls_cert.empty() != g.tls_key.empty()) return Fail(kExitUsage, LoadTlsFiles(g));
+  if (std::string error = LoadTlsFiles(g); !error.empty()) return Fail(kExitLocal, error);
   return action();
 }

@@ -11,6 +11,8 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   prometheus-cpp-dev libcli11-dev libxxhash-dev
+  # retain-server checks its TLS files and hashes bearer tokens with OpenSSL (libcrypto).
+  libssl-dev
   python3 python3-grpcio python3-protobuf curl
   # client/python installs with pip into a venv (tests/python/test_python_client.py); the TLS
   # tests make their certificates with openssl; client/node runs on node.

@@ -28,6 +28,8 @@
 #include "server/model_registry.h"
 #include "server/request_validation.h"
 #include "server/service_calls.h"
+#include "server/session_owners.h"
+#include "server/tenants.h"
 
 namespace retain::server {
 namespace {
@@ -56,7 +58,8 @@ class GenerateCall;
 
 class CallSink final : public engine::GenerateSink {
  public:
-  explicit CallSink(GenerateCall* call) : call_(call) {}
+  CallSink(GenerateCall* call, Metrics* metrics, std::string model, std::string tenant)
+      : call_(call), metrics_(metrics), model_(std::move(model)), tenant_(std::move(tenant)) {}
   void OnStarted(const engine::StartedEvent& e) override;
   bool OnToken(engine::TokenEvent&& e) override;
   void OnFinished(const engine::FinishedEvent& e) override;
@@ -64,6 +67,11 @@ class CallSink final : public engine::GenerateSink {
 
   std::mutex mu;               // guards call_ and every field of the call
   GenerateCall* call_ = nullptr;  // null once the reactor is done
+
+ private:
+  // Counted here, not in the call: a request finishing after its client went is counted too.
+  Metrics* const metrics_;
+  const std::string model_, tenant_;
 };
 
 class GenerateCall final : public grpc::ServerWriteReactor<v1::GenerateResponse> {
@@ -94,6 +102,8 @@ class GenerateCall final : public grpc::ServerWriteReactor<v1::GenerateResponse>
   const absl::Time start_ = absl::Now();
   ServedModel* model_ = nullptr;
   std::string session_id_;
+  std::string tenant_;
+  RequestPlace place_;  // the tenant's request place, held until the request ends (End)
   std::shared_ptr<CallSink> sink_;
 
   std::string request_id_;
@@ -114,6 +124,7 @@ bool CallSink::OnToken(engine::TokenEvent&& e) {
   return call_ != nullptr && call_->EngineToken(std::move(e));
 }
 void CallSink::OnFinished(const engine::FinishedEvent& e) {
+  metrics_->RecordFinished(model_, tenant_, e);
   std::lock_guard<std::mutex> l(mu);
   if (call_ != nullptr) call_->EngineFinished(e);
 }
@@ -123,12 +134,15 @@ void CallSink::OnError(const absl::Status& status) {
 }
 
 void GenerateCall::Start(const v1::GenerateRequest& request) {
+  auto caller = Authenticate(deps_, ctx_);
+  if (!caller.ok()) return Reject(caller.status());
+  tenant_ = caller->tenant;
   // Which model: the session's owner when continuing one, else the named (or default) model.
   if (!request.session_id().empty()) {
     absl::Status st = CheckSessionId(request.session_id(), "session_id");
     if (!st.ok()) return Reject(st);
     session_id_ = request.session_id();
-    auto owner = deps_.registry->FindSession(request.session_id());
+    auto owner = deps_.owners->Find(*caller, request.session_id());
     if (!owner.ok()) return Reject(owner.status());
     model_ = owner->first;
     if (!request.model().empty() && request.model() != model_->name)
@@ -145,8 +159,11 @@ void GenerateCall::Start(const v1::GenerateRequest& request) {
   auto input = ValidateGenerateRequest(request, vc);
   if (!input.ok()) return Reject(input.status());
   input->deadline = CallDeadline(ctx_);
+  auto place = TakeRequestPlace(*caller);
+  if (!place.ok()) return Reject(place.status());
+  place_ = *std::move(place);
 
-  sink_ = std::make_shared<CallSink>(this);
+  sink_ = std::make_shared<CallSink>(this, deps_.metrics, model_->name, tenant_);
   auto id = engine.Submit(*std::move(input), sink_);
   if (!id.ok()) {
     sink_->call_ = nullptr;  // the engine never calls a sink whose Submit failed
@@ -168,6 +185,9 @@ void GenerateCall::Reject(const absl::Status& status) {
 }
 
 void GenerateCall::EngineStarted(const engine::StartedEvent& e) {
+  // Under the sink's lock, as in Start: a short request can start (and finish) before Submit
+  // has returned its id there, and the log line must still name it.
+  request_id_ = e.request_id;
   v1::GenerateResponse r;
   v1::Started* s = r.mutable_started();
   s->set_request_id(e.request_id);
@@ -231,12 +251,15 @@ void GenerateCall::EngineError(const absl::Status& status) {
 
 // Records the call's outcome once: final status, error metric, the request's log line.
 void GenerateCall::End(const grpc::Status& status, const std::string& outcome, const engine::FinishedEvent* e) {
+  // The engine is done with the request, so its place is free, before the log line says it ended.
+  place_ = RequestPlace();
   final_ = status;
   if (!status.ok())
     deps_.metrics->RecordError(model_ != nullptr ? model_->name : "", static_cast<absl::StatusCode>(status.error_code()));
   std::string line = absl::StrCat("generate ", request_id_.empty() ? "-" : request_id_,
                                   " model=", model_ != nullptr ? model_->name : "-",
-                                  " session=", session_id_.empty() ? "-" : session_id_, " outcome=", outcome);
+                                  " session=", session_id_.empty() ? "-" : session_id_,
+                                  tenant_.empty() ? "" : absl::StrCat(" tenant=", tenant_), " outcome=", outcome);
   if (e != nullptr) {
     absl::StrAppend(&line, " prompt=", e->prompt_tokens, " generated=", e->generated_tokens, " position=", e->position,
                     absl::StrFormat(" queue=%.3fs ttft=%.3fs total=%.3fs", e->queue_seconds,

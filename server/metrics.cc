@@ -1,6 +1,7 @@
 #include "server/metrics.h"
 
 #include <exception>
+#include <map>
 #include <mutex>
 
 #include "absl/strings/str_cat.h"
@@ -100,8 +101,6 @@ class ModelObserver final : public engine::EngineObserver {
   ModelObserver(Families& f, const std::string& model)
       : f_(f),
         model_(model),
-        prompt_(f.prompt_tokens.Add({{"model", model}})),
-        generation_(f.generation_tokens.Add({{"model", model}})),
         lru_(f.evictions.Add({{"model", model}, {"reason", "lru"}})),
         ttl_(f.evictions.Add({{"model", model}, {"reason", "ttl"}})),
         ttft_(f.ttft.Add({{"model", model}}, kTtftBuckets)),
@@ -110,15 +109,16 @@ class ModelObserver final : public engine::EngineObserver {
         queue_(f.queue.Add({{"model", model}}, kDurationBuckets)),
         batch_(f.batch.Add({{"model", model}}, kBatchBuckets)),
         step_(f.step.Add({{"model", model}}, kStepBuckets)) {
-    for (engine::FinishReason r : kReasons)
-      finished_[static_cast<int>(r)] = &f.finished.Add({{"model", model}, {"reason", engine::FinishReasonName(r)}});
+    // Anonymous-tenant series exist from the start, as before tenants (a tenant's appear at its
+    // first request).
+    for (engine::FinishReason r : kReasons) f.finished.Add({{"model", model}, {"reason", engine::FinishReasonName(r)}});
+    f.prompt_tokens.Add({{"model", model}});
+    f.generation_tokens.Add({{"model", model}});
   }
 
+  // The finished-request and token counters carry the tenant, which the engine does not know:
+  // the server counts them (Metrics::RecordFinished).
   void OnRequestFinished(const engine::FinishedEvent& e) override {
-    const int r = static_cast<int>(e.reason);
-    if (r >= 0 && r < static_cast<int>(std::size(finished_))) finished_[r]->Increment();
-    prompt_.Increment(e.prompt_tokens);
-    generation_.Increment(e.generated_tokens);
     if (e.generated_tokens > 0) ttft_.Observe(e.time_to_first_token_seconds);
     duration_.Observe(e.total_seconds);
     queue_.Observe(e.queue_seconds);
@@ -142,9 +142,6 @@ class ModelObserver final : public engine::EngineObserver {
  private:
   Families& f_;
   const std::string model_;
-  Counter* finished_[std::size(kReasons)] = {};
-  Counter& prompt_;
-  Counter& generation_;
   Counter& lru_;
   Counter& ttl_;
   Histogram& ttft_;
@@ -161,6 +158,10 @@ class StatsCollectable final : public prometheus::Collectable {
   void Set(Metrics::StatsSource source) {
     std::lock_guard<std::mutex> lock(mu_);
     source_ = std::move(source);
+  }
+  void SetSessions(Metrics::SessionsSource source) {
+    std::lock_guard<std::mutex> lock(mu_);
+    sessions_ = std::move(source);
   }
 
   std::vector<prometheus::MetricFamily> Collect() const override {
@@ -184,7 +185,22 @@ class StatsCollectable final : public prometheus::Collectable {
     using S = engine::EngineStats;
     family("retain_requests_running", "Requests in the running batch", [](const S& s) { return double(s.running); });
     family("retain_requests_waiting", "Requests queued for a place", [](const S& s) { return double(s.waiting); });
-    family("retain_sessions", "Live named sessions", [](const S& s) { return double(s.sessions); });
+    if (sessions_) {  // by tenant: (model, tenant) pairs with live sessions
+      prometheus::MetricFamily f;
+      f.name = "retain_sessions";
+      f.help = "Live named sessions";
+      f.type = prometheus::MetricType::Gauge;
+      for (const auto& [model, tenant, n] : sessions_()) {
+        prometheus::ClientMetric m;
+        m.label.push_back({"model", model});
+        m.label.push_back({"tenant", tenant});
+        m.gauge.value = n;
+        f.metric.push_back(std::move(m));
+      }
+      out.push_back(std::move(f));
+    } else {
+      family("retain_sessions", "Live named sessions", [](const S& s) { return double(s.sessions); });
+    }
     family("retain_state_pool_bytes_used", "State pool bytes held by sessions and running requests",
            [](const S& s) { return double(s.slots_used) * double(s.state_bytes); });
     family("retain_state_pool_bytes_capacity", "State pool bytes allocated (slots x state bytes)",
@@ -195,6 +211,7 @@ class StatsCollectable final : public prometheus::Collectable {
  private:
   mutable std::mutex mu_;
   Metrics::StatsSource source_;
+  Metrics::SessionsSource sessions_;
 };
 
 }  // namespace
@@ -237,6 +254,18 @@ engine::EngineObserver* Metrics::AddModel(const std::string& model) {
 }
 
 void Metrics::SetStatsSource(StatsSource source) { impl_->gauges->Set(std::move(source)); }
+
+void Metrics::SetSessionsSource(SessionsSource source) { impl_->gauges->SetSessions(std::move(source)); }
+
+void Metrics::RecordFinished(const std::string& model, const std::string& tenant, const engine::FinishedEvent& e) {
+  std::map<std::string, std::string> labels = {{"model", model}};
+  if (!tenant.empty()) labels["tenant"] = tenant;
+  Families& f = impl_->families;
+  f.prompt_tokens.Add(labels).Increment(e.prompt_tokens);
+  f.generation_tokens.Add(labels).Increment(e.generated_tokens);
+  labels["reason"] = engine::FinishReasonName(e.reason);
+  f.finished.Add(labels).Increment();
+}
 
 void Metrics::RecordError(const std::string& model, absl::StatusCode code) {
   if (code == absl::StatusCode::kOk) return;

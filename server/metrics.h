@@ -1,6 +1,7 @@
 // Prometheus metrics of retain-server (prometheus-cpp), served on --metrics-listen at /metrics.
 // Names follow Prometheus conventions with a retain_ prefix and a `model` label, mirroring vLLM's
-// set where one exists:
+// set where one exists; with --auth-tokens, requests_finished, the token counters and sessions
+// also carry a `tenant` label (the tenant's name from the token file, never its token):
 //   counters   retain_requests_finished_total{reason}, retain_request_errors_total{code},
 //              retain_prompt_tokens_total, retain_generation_tokens_total,
 //              retain_evictions_total{reason}
@@ -16,6 +17,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -43,6 +45,15 @@ class Metrics {
   // nullptr before they are destroyed.
   using StatsSource = std::function<std::vector<std::pair<std::string, engine::EngineStats>>()>;
   void SetStatsSource(StatsSource source);
+
+  // With tenants (--auth-tokens): (model, tenant, live sessions), read at scrape time for
+  // retain_sessions{model,tenant} instead of the engines' per-model count. nullptr = per model.
+  using SessionsSource = std::function<std::vector<std::tuple<std::string, std::string, int>>()>;
+  void SetSessionsSource(SessionsSource source);
+
+  // A request the engine finished (Generate, or a CreateSession prefill): the finished-request and
+  // token counters, labelled with the tenant unless it is the anonymous one ("").
+  void RecordFinished(const std::string& model, const std::string& tenant, const engine::FinishedEvent& e);
 
   // One gRPC error returned by an RPC. `model` is "" when the request named no model it could be
   // resolved to (so a client cannot grow the label set).

@@ -79,16 +79,20 @@ absl::StatusOr<ServedModel*> ModelRegistry::Find(absl::string_view name, absl::s
 
 absl::StatusOr<std::pair<ServedModel*, engine::SessionInfo>> ModelRegistry::FindSession(const std::string& id,
                                                                                         absl::string_view field) const {
-  absl::Status not_found;
   for (const auto& m : models_) {
     auto info = m->engine->GetSession(id);
     if (info.ok()) return std::make_pair(m.get(), *std::move(info));
     if (info.status().code() != absl::StatusCode::kNotFound) return info.status();
-    // Session ids are random 128-bit values, so at most one engine ever knew this one: prefer
-    // the message that says it was evicted.
-    if (not_found.ok() || absl::StrContains(info.status().message(), "evicted")) not_found = info.status();
+    // Session ids are random 128-bit values, so at most one engine ever knew this one: its word
+    // that it was evicted is the answer.
+    if (absl::StrContains(info.status().message(), "evicted"))
+      return absl::NotFoundError(absl::StrCat(field, ": ", info.status().message()));
   }
-  return absl::NotFoundError(absl::StrCat(field, ": ", not_found.message()));
+  return UnknownSession(id, field);
+}
+
+absl::Status ModelRegistry::UnknownSession(absl::string_view id, absl::string_view field) {
+  return absl::NotFoundError(absl::StrCat(field, ": session ", id, " not found"));
 }
 
 absl::StatusOr<ServedModel*> ModelRegistry::FindByFingerprint(uint64_t fingerprint) const {

@@ -42,6 +42,10 @@ class ModelRegistry {
   absl::StatusOr<std::pair<ServedModel*, engine::SessionInfo>> FindSession(const std::string& id,
                                                                            absl::string_view field = "session_id") const;
 
+  // NotFound for an id no engine ever held, naming `field`: also what a session of another
+  // tenant looks like (session_owners.h), so the two cannot be told apart.
+  static absl::Status UnknownSession(absl::string_view id, absl::string_view field = "session_id");
+
   // The model a snapshot's fingerprint names; FailedPrecondition when none is served.
   absl::StatusOr<ServedModel*> FindByFingerprint(uint64_t fingerprint) const;
 

@@ -12,6 +12,8 @@
 #include "server/model_fingerprint.h"
 #include "server/model_registry.h"
 #include "server/request_validation.h"
+#include "server/session_owners.h"
+#include "server/tenants.h"
 
 namespace retain::server {
 
@@ -43,6 +45,15 @@ absl::Time CallDeadline(const grpc::CallbackServerContext* ctx) {
 
 std::string Peer(const grpc::CallbackServerContext* ctx) { return ctx->peer(); }
 
+absl::StatusOr<Caller> Authenticate(const ServiceDeps& deps, const grpc::CallbackServerContext* ctx) {
+  if (!deps.tenants->enabled()) return deps.tenants->Authenticate(nullptr);
+  const auto& md = ctx->client_metadata();
+  auto it = md.find("authorization");
+  if (it == md.end()) return deps.tenants->Authenticate(nullptr);
+  const std::string value(it->second.data(), it->second.size());
+  return deps.tenants->Authenticate(&value);
+}
+
 namespace {
 
 // A unary call's log line: what it was, on what, how it ended.
@@ -72,9 +83,11 @@ grpc::ServerUnaryReactor* RetainService::CreateSession(grpc::CallbackServerConte
 
 grpc::ServerUnaryReactor* RetainService::GetSession(grpc::CallbackServerContext* ctx, const v1::GetSessionRequest* request,
                                                     v1::Session* response) {
+  auto caller = Authenticate(deps_, ctx);
+  if (!caller.ok()) return FinishUnary(deps_, ctx, caller.status(), "");
   absl::Status st = CheckSessionId(request->session_id(), "session_id");
   if (!st.ok()) return FinishUnary(deps_, ctx, st, "");
-  auto owner = deps_.registry->FindSession(request->session_id());
+  auto owner = deps_.owners->Find(*caller, request->session_id());
   if (!owner.ok()) return FinishUnary(deps_, ctx, owner.status(), "");
   FillSession(*owner->first, owner->second, response);
   return FinishUnary(deps_, ctx, absl::OkStatus(), owner->first->name);
@@ -83,6 +96,8 @@ grpc::ServerUnaryReactor* RetainService::GetSession(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* RetainService::ListSessions(grpc::CallbackServerContext* ctx,
                                                       const v1::ListSessionsRequest* request,
                                                       v1::ListSessionsResponse* response) {
+  auto caller = Authenticate(deps_, ctx);
+  if (!caller.ok()) return FinishUnary(deps_, ctx, caller.status(), "");
   const ServedModel* only = nullptr;
   if (!request->model().empty()) {
     auto m = deps_.registry->Find(request->model());
@@ -91,7 +106,8 @@ grpc::ServerUnaryReactor* RetainService::ListSessions(grpc::CallbackServerContex
   }
   for (const auto& m : deps_.registry->models()) {
     if (only != nullptr && m.get() != only) continue;
-    for (const engine::SessionInfo& info : m->engine->ListSessions()) FillSession(*m, info, response->add_sessions());
+    for (const engine::SessionInfo& info : m->engine->ListSessions())
+      if (deps_.owners->Owns(*caller, info.id)) FillSession(*m, info, response->add_sessions());
   }
   return FinishUnary(deps_, ctx, absl::OkStatus(), only != nullptr ? only->name : "");
 }
@@ -100,13 +116,15 @@ grpc::ServerUnaryReactor* RetainService::DeleteSession(grpc::CallbackServerConte
                                                        const v1::DeleteSessionRequest* request,
                                                        v1::DeleteSessionResponse* /*response*/) {
   const absl::Time start = absl::Now();
-  absl::Status st = CheckSessionId(request->session_id(), "session_id");
+  auto caller = Authenticate(deps_, ctx);
+  absl::Status st = caller.ok() ? CheckSessionId(request->session_id(), "session_id") : caller.status();
   std::string model;
   if (st.ok()) {
-    auto owner = deps_.registry->FindSession(request->session_id());
+    auto owner = deps_.owners->Find(*caller, request->session_id());
     if (owner.ok()) {
       model = owner->first->name;
       st = owner->first->engine->DeleteSession(request->session_id());
+      if (st.ok()) deps_.owners->Remove(request->session_id());
     } else {
       st = owner.status();
     }
@@ -118,13 +136,15 @@ grpc::ServerUnaryReactor* RetainService::DeleteSession(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* RetainService::ForkSession(grpc::CallbackServerContext* ctx,
                                                      const v1::ForkSessionRequest* request, v1::Session* response) {
   const absl::Time start = absl::Now();
-  absl::Status st = CheckSessionId(request->session_id(), "session_id");
+  auto caller = Authenticate(deps_, ctx);
+  absl::Status st = caller.ok() ? CheckSessionId(request->session_id(), "session_id") : caller.status();
   std::string model, fork_id;
   if (st.ok()) {
-    auto owner = deps_.registry->FindSession(request->session_id());
+    auto owner = deps_.owners->Find(*caller, request->session_id());
     if (owner.ok()) {
       model = owner->first->name;
-      auto info = owner->first->engine->ForkSession(request->session_id());
+      ServedModel* m = owner->first;
+      auto info = deps_.owners->Add(*caller, *m, [&] { return m->engine->ForkSession(request->session_id()); });
       if (info.ok()) {
         fork_id = info->id;
         FillSession(*owner->first, *info, response);
@@ -152,6 +172,7 @@ grpc::ServerReadReactor<v1::SessionChunk>* RetainService::ImportSession(grpc::Ca
 grpc::ServerUnaryReactor* RetainService::ListModels(grpc::CallbackServerContext* ctx,
                                                     const v1::ListModelsRequest* /*request*/,
                                                     v1::ListModelsResponse* response) {
+  if (auto caller = Authenticate(deps_, ctx); !caller.ok()) return FinishUnary(deps_, ctx, caller.status(), "");
   for (const auto& m : deps_.registry->models()) {
     const engine::Engine& e = *m->engine;
     const engine::ModelConfig& c = m->engine->model().config();
@@ -190,6 +211,7 @@ absl::StatusOr<const engine::Tokenizer*> FindTokenizer(const ModelRegistry& regi
 
 grpc::ServerUnaryReactor* RetainService::Tokenize(grpc::CallbackServerContext* ctx, const v1::TokenizeRequest* request,
                                                   v1::TokenizeResponse* response) {
+  if (auto caller = Authenticate(deps_, ctx); !caller.ok()) return FinishUnary(deps_, ctx, caller.status(), "");
   ServedModel* m = nullptr;
   auto tok = FindTokenizer(*deps_.registry, request->model(), &m);
   if (!tok.ok()) return FinishUnary(deps_, ctx, tok.status(), m != nullptr ? m->name : "");
@@ -200,6 +222,7 @@ grpc::ServerUnaryReactor* RetainService::Tokenize(grpc::CallbackServerContext* c
 grpc::ServerUnaryReactor* RetainService::Detokenize(grpc::CallbackServerContext* ctx,
                                                     const v1::DetokenizeRequest* request,
                                                     v1::DetokenizeResponse* response) {
+  if (auto caller = Authenticate(deps_, ctx); !caller.ok()) return FinishUnary(deps_, ctx, caller.status(), "");
   ServedModel* m = nullptr;
   auto tok = FindTokenizer(*deps_.registry, request->model(), &m);
   if (!tok.ok()) return FinishUnary(deps_, ctx, tok.status(), m != nullptr ? m->name : "");

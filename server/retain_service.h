@@ -1,5 +1,6 @@
 // retain.v1.Retain on gRPC's callback API: a thin adapter over the model registry's engines.
-// Streaming calls have their own reactors (generate_call.cc, session_calls.cc); the unary ones
+// Every call first authenticates its tenant (tenants.h) and sees only that tenant's sessions
+// (session_owners.h). Streaming calls have their own reactors (generate_call.cc, session_calls.cc); the unary ones
 // run on the gRPC thread and finish at once. Every error goes through ToGrpcStatus and is
 // counted in retain_request_errors_total. Thread-safe; holds no state of its own.
 #pragma once
@@ -12,7 +13,8 @@ namespace retain::server {
 class RetainService final : public v1::Retain::CallbackService {
  public:
   // Both outlive the service and the gRPC server it is registered with.
-  RetainService(ModelRegistry* registry, Metrics* metrics) : deps_{registry, metrics, &calls_} {}
+  RetainService(ModelRegistry* registry, Metrics* metrics, const Tenants* tenants, SessionOwners* owners)
+      : deps_{registry, metrics, &calls_, tenants, owners} {}
 
   // True once every streaming call (and CreateSession prefill) has ended, waiting at most `timeout`.
   bool WaitForCalls(absl::Duration timeout) { return calls_.WaitIdle(timeout); }

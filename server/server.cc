@@ -16,13 +16,13 @@
 #include "server/metrics.h"
 #include "server/model_registry.h"
 #include "server/retain_service.h"
+#include "server/session_owners.h"
+#include "server/tenants.h"
+#include "server/tls_credentials.h"
 
 namespace retain::server {
 namespace {
 
-// Large enough for a 1 MiB SessionChunk plus framing and for the longest prompts; the same as
-// gRPC's default, stated so a change of default cannot break ImportSession.
-constexpr int kMaxReceiveMessageBytes = 4 << 20;
 // After the drain timeout: how long cancelled requests get to reach their next step, and how long
 // the gRPC server gives calls to send their last messages.
 constexpr absl::Duration kCancelGrace = absl::Seconds(5);
@@ -30,12 +30,36 @@ constexpr absl::Duration kShutdownGrace = absl::Seconds(5);
 // For unary calls that arrived during the drain.
 constexpr absl::Duration kShutdownNoCalls = absl::Milliseconds(200);
 
-sigset_t TerminationSignals() {
+// SIGTERM/SIGINT drain; SIGHUP rereads --auth-tokens. All taken by one thread through sigwait.
+sigset_t HandledSignals() {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
   return set;
+}
+
+void ReloadTenants(Tenants& tenants) {
+  if (!tenants.enabled()) return LogLine("received SIGHUP: no --auth-tokens file to reread");
+  absl::Status st = tenants.Reload();
+  if (!st.ok())
+    return LogLine(absl::StrCat("received SIGHUP: ", st.message(), "; keeping the ", tenants.size(), " tenants loaded before"));
+  LogLine(absl::StrCat("received SIGHUP: reloaded --auth-tokens ", tenants.path(), ": ", tenants.size(), " tenants"));
+}
+
+// The gRPC transport limits (security_config.h), set explicitly so gRPC's defaults can change
+// without changing what this server accepts.
+void ApplyTransportLimits(const TransportLimits& t, grpc::ServerBuilder& builder) {
+  builder.SetMaxReceiveMessageSize(t.max_receive_message_bytes);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, t.max_concurrent_streams);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                             static_cast<int>(absl::ToInt64Milliseconds(t.keepalive_min_time)));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, t.keepalive_permit_without_calls ? 1 : 0);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, t.keepalive_max_ping_strikes);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, static_cast<int>(absl::ToInt64Milliseconds(t.keepalive_time)));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+                             static_cast<int>(absl::ToInt64Milliseconds(t.keepalive_timeout)));
 }
 
 std::string HostOf(const std::string& host_port) { return host_port.substr(0, host_port.rfind(':')); }
@@ -74,9 +98,21 @@ void Drain(const ServerConfig& config, ModelRegistry& registry, RetainService& s
 }  // namespace
 
 int RunServer(const ServerConfig& config) {
-  const sigset_t signals = TerminationSignals();
+  const sigset_t signals = HandledSignals();
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);  // a closed stderr or socket is an error to handle, not a reason to die
+
+  // The files first: a bad certificate or token file fails at once, before models load.
+  auto transport = MakeServerTransport(config.security.tls);
+  if (!transport.ok()) {
+    LogLine(transport.status().message());
+    return 2;
+  }
+  auto tenants = Tenants::Load(config.security.auth_tokens, config.security.tenant_limits);
+  if (!tenants.ok()) {
+    LogLine(tenants.status().message());
+    return 2;
+  }
 
   auto metrics = Metrics::Create(config.metrics_listen);
   if (!metrics.ok()) {
@@ -91,13 +127,16 @@ int RunServer(const ServerConfig& config) {
   ModelRegistry* reg = registry->get();
   (*metrics)->SetStatsSource([reg] { return reg->Stats(); });
 
-  RetainService service(reg, metrics->get());
+  SessionOwners owners(reg);
+  if ((*tenants)->enabled()) (*metrics)->SetSessionsSource([&owners] { return owners.Counts(); });
+
+  RetainService service(reg, metrics->get(), tenants->get(), &owners);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(), &port);
-  builder.SetMaxReceiveMessageSize(kMaxReceiveMessageBytes);
+  builder.AddListeningPort(config.listen, transport->credentials, &port);
+  ApplyTransportLimits(config.security.transport, builder);
   // gRPC sets SO_REUSEPORT by default, so a second server on a taken port would "bind" and share
   // its connections; a taken --listen address must be an error instead.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
@@ -106,6 +145,7 @@ int RunServer(const ServerConfig& config) {
   if (server == nullptr || port == 0) {
     LogLine(absl::StrCat("--listen ", config.listen, ": cannot listen there"));
     (*metrics)->SetStatsSource(nullptr);
+    (*metrics)->SetSessionsSource(nullptr);
     return 1;
   }
   if (auto* health = server->GetHealthCheckService(); health != nullptr) {
@@ -118,20 +158,25 @@ int RunServer(const ServerConfig& config) {
   std::string metrics_at = "metrics off";
   if ((*metrics)->port() != 0)
     metrics_at = absl::StrCat("metrics on http://", HostOf(config.metrics_listen), ":", (*metrics)->port(), "/metrics");
+  const std::string tenants_are =
+      (*tenants)->enabled()
+          ? absl::StrCat("tenants: ", (*tenants)->size(), " from --auth-tokens ", (*tenants)->path(), " (bearer tokens required)")
+          : "tenants: none (no --auth-tokens: one anonymous tenant, no token asked for)";
   const engine::ServingOptions& so = config.serving;
-  LogLine(absl::StrCat("listening on ", HostOf(config.listen), ":", port, " (plaintext); ", metrics_at,
-                       "; models: ", absl::StrJoin(models, "; "), "; max-batch ", so.max_batch, ", max-step-tokens ",
-                       so.max_step_tokens, ", max-queue ", so.max_queue));
+  LogLine(absl::StrCat("listening on ", HostOf(config.listen), ":", port, " (", transport->description, "); ",
+                       metrics_at, "; ", tenants_are, "; models: ", absl::StrJoin(models, "; "), "; max-batch ",
+                       so.max_batch, ", max-step-tokens ", so.max_step_tokens, ", max-queue ", so.max_queue));
 
   std::thread signal_thread([&] {
     int signo = 0;
-    sigwait(&signals, &signo);
+    while (sigwait(&signals, &signo) == 0 && signo == SIGHUP) ReloadTenants(**tenants);
     Drain(config, *reg, service, *server, signo);
   });
   server->Wait();
   signal_thread.join();
   LogLine("drained; exiting");
   (*metrics)->SetStatsSource(nullptr);
+  (*metrics)->SetSessionsSource(nullptr);
   server.reset();     // every call done (OnDone ran) before the engines go
   registry->reset();  // engines stop their step threads
   // Not destroyed: stopping civetweb waits out its 2 s poll quantum, and the process is exiting

@@ -72,6 +72,7 @@ struct RawFlags {
   std::string max_tokens_limit = "8192";
   std::string max_tokens_default = "256";
   std::string drain_timeout = "30";
+  RawSecurityFlags security;
 };
 
 absl::StatusOr<ServerConfig> Build(const RawFlags& f) {
@@ -105,6 +106,7 @@ absl::StatusOr<ServerConfig> Build(const RawFlags& f) {
   if (!(st = ParseInt(f.max_tokens_limit, "--max-tokens-limit", 0, 1 << 24, &s.max_tokens_limit)).ok()) return st;
   if (!(st = ParseInt(f.max_tokens_default, "--max-tokens-default", 0, 1 << 24, &s.default_max_tokens)).ok()) return st;
   if (!(st = ParseSeconds(f.drain_timeout, "--drain-timeout", &c.drain_timeout)).ok()) return st;
+  if (!(st = BuildSecurityConfig(f.security, &c.security)).ok()) return st;
   if (!(st = ValidateServerConfig(c)).ok()) return st;
   return c;
 }
@@ -227,6 +229,7 @@ ParsedFlags ParseServerConfig(int argc, const char* const* argv) {
   app.add_option("--drain-timeout", f.drain_timeout,
                  "seconds running requests may take to finish after SIGTERM before they are cancelled")
       ->type_name("SECONDS")->capture_default_str();
+  AddSecurityFlags(app, &f.security);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -9,6 +9,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "retain/engine/serving.h"
+#include "server/security_config.h"
 
 namespace retain::server {
 
@@ -26,6 +27,7 @@ struct ServerConfig {
   // Per-model serving options (eos_token_id is set per model from its tokenizer at load).
   engine::ServingOptions serving;
   absl::Duration drain_timeout = absl::Seconds(30);
+  SecurityConfig security;  // TLS, tenants, gRPC transport limits (security_config.h)
 };
 
 struct ParsedFlags {

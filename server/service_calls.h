@@ -8,6 +8,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "retain/v1/retain.grpc.pb.h"
 #include "retain/engine/serving.h"
@@ -16,6 +17,9 @@ namespace retain::server {
 
 class ModelRegistry;
 class Metrics;
+class SessionOwners;
+class Tenants;
+struct Caller;
 struct ServedModel;
 
 // Counts the streaming and prefill reactors alive, so a drain can wait for their last messages
@@ -48,7 +52,13 @@ struct ServiceDeps {
   ModelRegistry* registry = nullptr;
   Metrics* metrics = nullptr;
   CallTracker* calls = nullptr;
+  const Tenants* tenants = nullptr;
+  SessionOwners* owners = nullptr;
 };
+
+// The call's tenant from its `authorization` metadata; Unauthenticated when tenants are on and
+// the token is missing or unknown.
+absl::StatusOr<Caller> Authenticate(const ServiceDeps& deps, const grpc::CallbackServerContext* ctx);
 
 grpc::ServerWriteReactor<v1::GenerateResponse>* StartGenerate(const ServiceDeps& deps, grpc::CallbackServerContext* ctx,
                                                               const v1::GenerateRequest* request);

@@ -15,7 +15,9 @@
 #include "server/model_registry.h"
 #include "server/request_validation.h"
 #include "server/service_calls.h"
+#include "server/session_owners.h"
 #include "server/session_snapshot.h"
+#include "server/tenants.h"
 
 namespace retain::server {
 namespace {
@@ -49,6 +51,8 @@ class CreateSessionCall;
 
 class PrefillSink final : public engine::GenerateSink {
  public:
+  PrefillSink(Metrics* metrics, std::string model, std::string tenant)
+      : metrics_(metrics), model_(std::move(model)), tenant_(std::move(tenant)) {}
   void OnStarted(const engine::StartedEvent&) override {}
   bool OnToken(engine::TokenEvent&&) override { return false; }  // max_tokens 0: never called
   void OnFinished(const engine::FinishedEvent& e) override;
@@ -56,6 +60,10 @@ class PrefillSink final : public engine::GenerateSink {
 
   std::mutex mu;
   CreateSessionCall* call = nullptr;  // null once the reactor is done
+
+ private:
+  Metrics* const metrics_;
+  const std::string model_, tenant_;
 };
 
 class CreateSessionCall final : public grpc::ServerUnaryReactor {
@@ -66,6 +74,9 @@ class CreateSessionCall final : public grpc::ServerUnaryReactor {
   }
 
   void Start(const v1::CreateSessionRequest& request) {
+    auto caller = Authenticate(deps_, ctx_);
+    if (!caller.ok()) return Done(caller.status(), "");
+    tenant_ = caller->tenant;
     auto m = deps_.registry->Find(request.model());
     if (!m.ok()) return Done(m.status(), "");
     model_ = *m;
@@ -73,7 +84,10 @@ class CreateSessionCall final : public grpc::ServerUnaryReactor {
     ValidationContext vc{&engine.options(), engine.model().config().vocab_size, engine.tokenizer()};
     auto prefix = ValidateSessionPrefix(request, vc);
     if (!prefix.ok()) return Done(prefix.status(), "");
-    auto info = engine.CreateSession();
+    auto place = TakeRequestPlace(*caller);
+    if (!place.ok()) return Done(place.status(), "");
+    place_ = *std::move(place);
+    auto info = deps_.owners->Add(*caller, *model_, [&] { return engine.CreateSession(); });
     if (!info.ok()) return Done(info.status(), "");
     session_id_ = info->id;
     if (prefix->empty()) {
@@ -86,12 +100,13 @@ class CreateSessionCall final : public grpc::ServerUnaryReactor {
     in.max_tokens = 0;  // prefill only
     in.sampling.temperature = 0;
     in.deadline = CallDeadline(ctx_);
-    sink_ = std::make_shared<PrefillSink>();
+    sink_ = std::make_shared<PrefillSink>(deps_.metrics, model_->name, tenant_);
     sink_->call = this;
     auto id = engine.Submit(std::move(in), sink_);
     if (!id.ok()) {
       sink_->call = nullptr;
       (void)engine.DeleteSession(session_id_);
+      deps_.owners->Remove(session_id_);
       return Done(id.status(), "");
     }
     std::lock_guard<std::mutex> l(sink_->mu);
@@ -110,12 +125,14 @@ class CreateSessionCall final : public grpc::ServerUnaryReactor {
       return DoneAfterPrefill(info.status(), e);
     }
     (void)engine.DeleteSession(session_id_);  // a half-made session is never handed out
+    deps_.owners->Remove(session_id_);
     if (e.reason == engine::FinishReason::kDeadline)
       return DoneAfterPrefill(absl::DeadlineExceededError("deadline passed while the prefix was prefilled"), e);
     return DoneAfterPrefill(absl::CancelledError("cancelled while the prefix was prefilled"), e);
   }
   void Failed(const absl::Status& status) {
     (void)model_->engine->DeleteSession(session_id_);
+    deps_.owners->Remove(session_id_);
     Done(status, "");
   }
 
@@ -143,6 +160,7 @@ class CreateSessionCall final : public grpc::ServerUnaryReactor {
     Done(status, absl::StrCat(" prefix=", e.prompt_tokens, absl::StrFormat(" queue=%.3fs", e.queue_seconds)));
   }
   void Done(const absl::Status& status, const std::string& extra) {
+    place_ = RequestPlace();  // free before the log line says the call ended
     Finish(EndCall(deps_, "create_session", model_, status.ok() ? session_id_ : "", status, start_, extra, ctx_));
   }
 
@@ -152,11 +170,14 @@ class CreateSessionCall final : public grpc::ServerUnaryReactor {
   const absl::Time start_ = absl::Now();
   ServedModel* model_ = nullptr;
   std::string session_id_;
+  std::string tenant_;
+  RequestPlace place_;
   std::shared_ptr<PrefillSink> sink_;
   std::string request_id_;
 };
 
 void PrefillSink::OnFinished(const engine::FinishedEvent& e) {
+  metrics_->RecordFinished(model_, tenant_, e);
   std::lock_guard<std::mutex> l(mu);
   if (call != nullptr) call->Prefilled(e);
 }
@@ -172,10 +193,12 @@ class ExportCall final : public grpc::ServerWriteReactor<v1::SessionChunk> {
   ExportCall(const ServiceDeps& deps, grpc::CallbackServerContext* ctx) : deps_(deps), ctx_(ctx) { deps_.calls->Enter(); }
 
   void Start(const v1::ExportSessionRequest& request) {
+    auto caller = Authenticate(deps_, ctx_);
+    if (!caller.ok()) return Done(caller.status());
     absl::Status st = CheckSessionId(request.session_id(), "session_id");
     if (!st.ok()) return Done(st);
     session_id_ = request.session_id();
-    auto owner = deps_.registry->FindSession(session_id_);
+    auto owner = deps_.owners->Find(*caller, session_id_);
     if (!owner.ok()) return Done(owner.status());
     model_ = owner->first;
     auto snapshot = model_->engine->ExportSession(session_id_);
@@ -223,6 +246,12 @@ class ImportCall final : public grpc::ServerReadReactor<v1::SessionChunk> {
   ImportCall(const ServiceDeps& deps, grpc::CallbackServerContext* ctx, v1::Session* response)
       : deps_(deps), ctx_(ctx), response_(response) {
     deps_.calls->Enter();
+    auto caller = Authenticate(deps_, ctx_);
+    if (!caller.ok()) {
+      Done(caller.status());
+      return;
+    }
+    caller_ = *std::move(caller);
     // Until the header names the model, the bound is the largest any served model accepts.
     for (const auto& m : deps_.registry->models()) limit_ = std::max(limit_, MaxSnapshotBytes(m->snapshot));
     StartRead(&chunk_);
@@ -269,7 +298,8 @@ class ImportCall final : public grpc::ServerReadReactor<v1::SessionChunk> {
     }
     auto snapshot = DecodeSessionSnapshot(bytes_, model_->snapshot);
     if (!snapshot.ok()) return Done(snapshot.status());
-    auto info = model_->engine->ImportSession(*snapshot);
+    ServedModel* m = model_;
+    auto info = deps_.owners->Add(caller_, *m, [&] { return m->engine->ImportSession(*snapshot); });
     if (!info.ok()) return Done(info.status());
     session_id_ = info->id;
     FillSession(*model_, *info, response_);
@@ -289,6 +319,7 @@ class ImportCall final : public grpc::ServerReadReactor<v1::SessionChunk> {
   std::string bytes_;
   uint64_t limit_ = 0;
   v1::SessionChunk chunk_;
+  Caller caller_;  // the importer, who owns the imported session
 };
 
 }  // namespace

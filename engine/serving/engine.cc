@@ -6,15 +6,18 @@
 // sink is called (a sink may call Cancel from another thread at any time). Slots of sessions
 // with a request in flight are touched only by the step thread; idle sessions' slots only under
 // mu_ (fork, export, import), so the two never meet.
+#include <sys/random.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cerrno>
 #include <cmath>
 #include <condition_variable>
+#include <cstdlib>
 #include <deque>
 #include <list>
 #include <mutex>
-#include <random>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
@@ -121,8 +124,17 @@ struct Outcome {
   FinishedEvent event;
 };
 
-std::string RandomHex128(std::mt19937_64& rng) {
-  return absl::StrFormat("%016x%016x", rng(), rng());
+// A session id is all that names a session to the server's clients, so it must be unguessable:
+// 128 bits from the kernel's CSPRNG (a seeded PRNG's outputs would give the next ids away).
+std::string RandomHex128() {
+  uint64_t v[2] = {0, 0};
+  size_t got = 0;
+  while (got < sizeof v) {
+    const ssize_t n = getrandom(reinterpret_cast<char*>(v) + got, sizeof v - got, 0);
+    if (n > 0) got += static_cast<size_t>(n);
+    else if (errno != EINTR) std::abort();  // no kernel randomness: no safe id to hand out
+  }
+  return absl::StrFormat("%016x%016x", v[0], v[1]);
 }
 
 class EngineImpl final : public Engine {
@@ -130,7 +142,7 @@ class EngineImpl final : public Engine {
   EngineImpl(std::unique_ptr<Model> model, std::unique_ptr<Tokenizer> tokenizer, const ServingOptions& options,
              EngineObserver* observer, std::unique_ptr<StatePool> pool)
       : model_(std::move(model)), tokenizer_(std::move(tokenizer)), options_(options), observer_(observer),
-        pool_(std::move(pool)), vocab_(model_->config().vocab_size), rng_(std::random_device{}()) {
+        pool_(std::move(pool)), vocab_(model_->config().vocab_size) {
     logits_.resize(static_cast<size_t>(options_.max_batch) * vocab_);
     seqs_.reserve(options_.max_batch);
     plan_.reserve(options_.max_batch);
@@ -345,7 +357,7 @@ class EngineImpl final : public Engine {
     }
     auto s = std::make_unique<Session>();
     do {
-      s->id = RandomHex128(rng_);
+      s->id = RandomHex128();
     } while (sessions_.count(s->id) > 0);
     s->slot = *slot;
     s->anonymous = anonymous;
@@ -377,7 +389,6 @@ class EngineImpl final : public Engine {
 
   std::mutex mu_;
   std::condition_variable cv_, idle_cv_;
-  std::mt19937_64 rng_;
   std::unordered_map<std::string, std::unique_ptr<Session>> sessions_;
   int named_sessions_ = 0;
   std::list<Session*> lru_;  // idle named sessions, least recently used first
