@@ -1,9 +1,11 @@
 """client/python (retain_client) against a real retain-server on the shipped default model, held to
-the C++ `retain` CLI on the same server. Run by ctest (PythonClient): /usr/bin/python3 -m unittest
+the C++ `retain` CLI on the same server: in plain text, and through TLS with a bearer token. Run by ctest (PythonClient): /usr/bin/python3 -m unittest
 test_python_client, with PYTHONPATH = the generated stubs, client/python and this folder, and
 $RETAIN_SERVER_BIN, $RETAIN_CLI_BIN, $RETAIN_SOURCE_DIR set (tests/CMakeLists.txt)."""
+import hashlib
 import io
 import os
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -12,7 +14,8 @@ import unittest
 import grpc
 
 import retain_testing as rt
-from retain_client import Client, RetainError
+from certificates import make_certificates
+from retain_client import Client, RetainError, Tls
 
 PROMPT = "And God said"
 
@@ -164,6 +167,80 @@ class PythonClientTest(unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stderr.decode())
         self.assertEqual(p.stdout.decode(), want_text)
         self.assertIn("reason=LENGTH", p.stderr.decode())
+
+
+class SecurePythonClientTest(unittest.TestCase):
+    """The client through TLS with a bearer token (a server with --tls-cert/--tls-key and
+    --auth-tokens, tenants alice and bob), and with a client certificate (a second server that also
+    has --tls-client-ca). The certificates are made now by openssl."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.addClassCleanup(cls.tmp.cleanup)
+        cls.certs = make_certificates(cls.tmp.name)
+        cls.token, cls.other_token = secrets.token_hex(16), secrets.token_hex(16)
+        tokens = os.path.join(cls.tmp.name, "tokens")
+        with open(tokens, "w") as f:
+            f.write(f"alice {cls.token}\nbob sha256:{hashlib.sha256(cls.other_token.encode()).hexdigest()}\n")
+        tls = ["--tls-cert", cls.certs["server.pem"], "--tls-key", cls.certs["server.key"]]
+        cls.server = rt.ServerProcess(["--threads", "1", *tls, "--auth-tokens", tokens])
+        cls.addClassCleanup(cls.server.stop_and_check)
+        cls.mtls_server = rt.ServerProcess(["--threads", "1", *tls, "--tls-client-ca", cls.certs["ca.pem"]])
+        cls.addClassCleanup(cls.mtls_server.stop_and_check)
+        cls.tls = Tls(ca=cls.certs["ca.pem"])
+        cls.client = Client(cls.server.address, token=cls.token, tls=cls.tls, timeout=60)
+        cls.addClassCleanup(cls.client.close)
+
+    def refused(self, client, code):
+        with client, self.assertRaises(RetainError) as caught:
+            client.models()
+        self.assertEqual(caught.exception.code, code, caught.exception)
+
+    def test_a_greedy_generation_through_tls_with_a_token_is_the_clis(self):
+        want_text, want_ids = cli_greedy(self.server.address, PROMPT, 30, "--tls-ca", self.certs["ca.pem"],
+                                         "--token", self.token)
+        generation = self.client.generate(PROMPT, temperature=0, max_tokens=30)
+        self.assertEqual(generation.text() + "\n", want_text)
+        self.assertEqual(generation.token_ids, want_ids)
+
+    def test_a_session_through_tls_with_a_token_moves_through_a_file(self):
+        original = self.client.create_session("In the beginning")
+        original.generate(" God", temperature=0, max_tokens=10).text()
+        path = os.path.join(self.tmp.name, "secure.state")
+        original.export_to(path)
+        copy = self.client.import_from(path)
+        self.assertEqual(copy.position, original.refresh().position)
+        self.assertEqual(copy.generate(" and", temperature=0, max_tokens=15).text(),
+                         original.generate(" and", temperature=0, max_tokens=15).text())
+        # The other tenant sees neither.
+        with Client(self.server.address, token=self.other_token, tls=self.tls, timeout=60) as bob:
+            self.assertEqual([s.id for s in bob.list_sessions()], [])
+            with self.assertRaises(RetainError) as caught:
+                bob.get_session(copy.id)
+            self.assertEqual(caught.exception.code, grpc.StatusCode.NOT_FOUND)
+        original.delete()
+        copy.delete()
+
+    def test_a_wrong_or_missing_token_is_unauthenticated(self):
+        self.refused(Client(self.server.address, token="not-" + self.token, tls=self.tls, timeout=60),
+                     grpc.StatusCode.UNAUTHENTICATED)
+        self.refused(Client(self.server.address, tls=self.tls, timeout=60), grpc.StatusCode.UNAUTHENTICATED)
+        with Client(self.server.address, token="wrong", tls=self.tls, timeout=60) as wrong:
+            with self.assertRaises(RetainError) as caught:
+                wrong.generate(PROMPT, max_tokens=5).text()
+            self.assertEqual(caught.exception.code, grpc.StatusCode.UNAUTHENTICATED)
+
+    def test_plain_text_to_a_tls_server_fails(self):
+        self.refused(Client(self.server.address, token=self.token, timeout=10), grpc.StatusCode.UNAVAILABLE)
+
+    def test_a_client_certificate_is_sent_and_needed_with_mtls(self):
+        mtls = Tls(ca=self.certs["ca.pem"], cert=self.certs["client.pem"], key=self.certs["client.key"])
+        want_text, _ = cli_greedy(self.mtls_server.address, PROMPT, 20, "--tls-ca", self.certs["ca.pem"],
+                                  "--tls-cert", self.certs["client.pem"], "--tls-key", self.certs["client.key"])
+        with Client(self.mtls_server.address, tls=mtls, timeout=60) as client:
+            self.assertEqual(client.generate(PROMPT, temperature=0, max_tokens=20).text() + "\n", want_text)
+        self.refused(Client(self.mtls_server.address, tls=self.tls, timeout=10), grpc.StatusCode.UNAVAILABLE)
 
 
 if __name__ == "__main__":
