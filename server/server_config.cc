@@ -67,6 +67,7 @@ struct RawFlags {
   std::string session_ttl = "0";
   std::string max_batch = "64";
   std::string max_step_tokens = "512";
+  std::string max_decode_slowdown = "1.5";
   std::string max_queue = "256";
   std::string max_prompt_tokens = "65536";
   std::string max_tokens_limit = "8192";
@@ -101,6 +102,9 @@ absl::StatusOr<ServerConfig> Build(const RawFlags& f) {
   if (!(st = ParseSeconds(f.session_ttl, "--session-ttl", &s.session_ttl)).ok()) return st;
   if (!(st = ParseInt(f.max_batch, "--max-batch", 1, 4096, &s.max_batch)).ok()) return st;
   if (!(st = ParseInt(f.max_step_tokens, "--max-step-tokens", 1, 1 << 20, &s.max_step_tokens)).ok()) return st;
+  if (!absl::SimpleAtod(f.max_decode_slowdown, &s.max_decode_slowdown) ||
+      !(s.max_decode_slowdown == 0 || (s.max_decode_slowdown >= 1 && s.max_decode_slowdown <= 1000)))
+    return Bad("--max-decode-slowdown", f.max_decode_slowdown, "must be 0 (no cap) or a number in [1, 1000]");
   if (!(st = ParseInt(f.max_queue, "--max-queue", 0, 1 << 20, &s.max_queue)).ok()) return st;
   if (!(st = ParseInt(f.max_prompt_tokens, "--max-prompt-tokens", 1, 1 << 24, &s.max_prompt_tokens)).ok()) return st;
   if (!(st = ParseInt(f.max_tokens_limit, "--max-tokens-limit", 0, 1 << 24, &s.max_tokens_limit)).ok()) return st;
@@ -218,6 +222,10 @@ ParsedFlags ParseServerConfig(int argc, const char* const* argv) {
   app.add_option("--max-batch", f.max_batch, "requests stepped together")->type_name("N")->capture_default_str();
   app.add_option("--max-step-tokens", f.max_step_tokens, "tokens per step (decodes + prefill chunks)")
       ->type_name("N")->capture_default_str();
+  app.add_option("--max-decode-slowdown", f.max_decode_slowdown,
+                 "while streams decode, a step carrying prompt tokens aims at most this many times a decode-only "
+                 "step (prompt chunks sized from measured step times, >= 16 tokens); 0 = no cap")
+      ->type_name("X")->capture_default_str();
   app.add_option("--max-queue", f.max_queue, "requests waiting for a place; past it RESOURCE_EXHAUSTED")
       ->type_name("N")->capture_default_str();
   app.add_option("--max-prompt-tokens", f.max_prompt_tokens, "longest prompt a request may send")

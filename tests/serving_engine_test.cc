@@ -1,6 +1,9 @@
 // The serving core (engine/serving): step composition, the slot pool, and the engine on the
 // shipped default model, checked against the model driven directly (Model::Forward + argmax), which
 // is exact to its training record (default_model_test). No gRPC here.
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <condition_variable>
 #include <mutex>
@@ -103,7 +106,7 @@ std::shared_ptr<RecordingSink> RunToEnd(Engine& e, GenerateInput in, int accept 
 
 TEST(StepPlanner, DecodesFirstThenPromptChunksInArrivalOrderWithinBudget) {
   std::vector<PlanItem> plan;
-  PlanStep({100, 1, 5, 1, 0}, 10, &plan);
+  PlanStep({100, 1, 5, 1, 0}, 10, 1000, &plan);
   ASSERT_EQ(plan.size(), 3u);
   EXPECT_EQ(plan[0].index, 1);
   EXPECT_EQ(plan[0].tokens, 1);
@@ -111,12 +114,74 @@ TEST(StepPlanner, DecodesFirstThenPromptChunksInArrivalOrderWithinBudget) {
   EXPECT_EQ(plan[1].tokens, 1);
   EXPECT_EQ(plan[2].index, 0);  // the oldest prompt takes the rest of the budget
   EXPECT_EQ(plan[2].tokens, 8);
-  PlanStep({3, 4}, 10, &plan);
+  PlanStep({3, 4}, 10, 1000, &plan);
   ASSERT_EQ(plan.size(), 2u);
   EXPECT_EQ(plan[0].tokens, 3);
   EXPECT_EQ(plan[1].tokens, 4);
-  PlanStep({0, 0}, 10, &plan);
+  PlanStep({0, 0}, 10, 1000, &plan);
   EXPECT_TRUE(plan.empty());
+  EXPECT_EQ(CountDecodes({100, 1, 5, 1, 0}), 2);
+}
+
+TEST(StepPlanner, PrefillBudgetCapsPromptTokensNotDecodes) {
+  std::vector<PlanItem> plan;
+  PlanStep({100, 1, 5, 1}, 50, 3, &plan);
+  ASSERT_EQ(plan.size(), 3u);
+  EXPECT_EQ(plan[0].tokens + plan[1].tokens, 2);
+  EXPECT_EQ(plan[2].index, 0);
+  EXPECT_EQ(plan[2].tokens, 3);
+  PlanStep({100, 1, 1}, 50, 0, &plan);
+  EXPECT_EQ(plan.size(), 2u);  // decodes only
+}
+
+// Step times follow a CPU-like cost: a fixed weight read plus a cost per row.
+double StepSeconds(int decodes, int64_t prompt_tokens, double per_prompt_token) {
+  return 0.010 + 0.0005 * decodes + per_prompt_token * prompt_tokens;
+}
+
+TEST(PrefillBudget, KeepsStepsBesideDecodesWithinTheSlowdown) {
+  PrefillBudget b(1.5);
+  const double per_token = 0.0002;
+  // Without decodes a prompt takes the whole budget.
+  EXPECT_EQ(b.Next(0, 512), 512);
+  b.Observe(0, 512, StepSeconds(0, 512, per_token));
+  // The first step with decodes and no decode-only measurement is decode-only.
+  EXPECT_EQ(b.Next(32, 512), 0);
+  b.Observe(32, 0, StepSeconds(32, 0, per_token));
+  int64_t last = 0;
+  for (int step = 0; step < 200; ++step) {
+    const int64_t p = b.Next(32, 512);
+    b.Observe(32, p, StepSeconds(32, p, per_token));
+    if (step > 50) {
+      EXPECT_LE(StepSeconds(32, p, per_token), 1.5 * StepSeconds(32, 0, per_token) * 1.05) << "step " << step << " prompt tokens " << p;
+      if (p > 0) last = p;
+    }
+  }
+  // (1.5 - 1) x 26 ms / 0.2 ms = 65 tokens a step.
+  EXPECT_NEAR(static_cast<double>(last), 65, 3);
+  // An expensive prompt token still advances by the floor.
+  PrefillBudget slow(1.5);
+  slow.Observe(32, 0, StepSeconds(32, 0, 0.01));
+  slow.Observe(32, 16, StepSeconds(32, 16, 0.01));
+  EXPECT_EQ(slow.Next(32, 512), PrefillBudget::kMinPrefillTokens);
+}
+
+TEST(PrefillBudget, GrowsTheChunkWhenDecodeStepsAreSlowAndRemeasuresThem) {
+  PrefillBudget b(2.0);
+  b.Observe(128, 0, 0.200);
+  b.Observe(128, 100, 0.300);  // 1 ms per prompt token
+  const int64_t p = b.Next(128, 512);
+  EXPECT_GT(p, 100);
+  EXPECT_LE(p, 200);
+  EXPECT_EQ(b.Next(128, 140), 12);  // never past the step's budget
+  // Steps that all carry prompts: after kRemeasureSteps of them one is decode-only again.
+  for (int i = 0; i < PrefillBudget::kRemeasureSteps; ++i) b.Observe(128, 100, 0.300);
+  EXPECT_EQ(b.Next(128, 512), 0);
+  b.Observe(128, 0, 0.200);
+  EXPECT_GT(b.Next(128, 512), 0);
+  // 0 = no cap.
+  PrefillBudget off(0);
+  EXPECT_EQ(off.Next(32, 512), 480);
 }
 
 TEST(StatePool, BudgetSetsSlotCountAndScratchIsNeverHandedOut) {
@@ -137,6 +202,38 @@ TEST(StatePool, BudgetSetsSlotCountAndScratchIsNeverHandedOut) {
   EXPECT_EQ(taken, scratch);
   EXPECT_EQ((*pool)->scratch(), got[0]);
   EXPECT_EQ((*pool)->used(), 3);
+}
+
+// Pages of [p, p + bytes) that are resident, counting only whole pages inside the range.
+int ResidentPages(const void* p, size_t bytes) {
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(p) + page - 1) / page * page;
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(p) + bytes) / page * page;
+  if (end <= begin) return 0;
+  std::vector<unsigned char> vec((end - begin) / page);
+  if (mincore(reinterpret_cast<void*>(begin), end - begin, vec.data()) != 0) return -1;
+  return static_cast<int>(std::count_if(vec.begin(), vec.end(), [](unsigned char c) { return c & 1; }));
+}
+
+TEST(StatePool, AReleasedSlotGivesItsMemoryBack) {
+  auto model = LoadModel(ModelDir(), ModelOptions{.num_threads = 1});
+  ASSERT_TRUE(model.ok());
+  const size_t b = (*model)->state_bytes();
+  auto pool = StatePool::Create(**model, 4 * b);
+  ASSERT_TRUE(pool.ok());
+  auto s = (*pool)->Acquire();
+  ASSERT_TRUE(s.has_value());
+  void* slot = (*pool)->slot(*s);
+  ASSERT_TRUE((*model)->InitState(slot).ok());
+  const int whole_pages = ResidentPages(slot, b);
+  ASSERT_GT(whole_pages, 0);  // the default model's state spans whole pages, all touched by InitState
+  (*pool)->Release(*s);
+  EXPECT_EQ(ResidentPages(slot, b), 0);
+  // Taken again, it is a working slot.
+  auto again = (*pool)->Acquire();
+  ASSERT_EQ(again, s);
+  ASSERT_TRUE((*model)->InitState(slot).ok());
+  EXPECT_EQ(ResidentPages(slot, b), whole_pages);
 }
 
 TEST(ServingEngine, GreedyGenerateEqualsTheModelDrivenDirectly) {

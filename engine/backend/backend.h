@@ -40,6 +40,9 @@ class Backend {
 
   // Memory. Allocations are 64-byte aligned; ResourceExhausted when the device is out of memory.
   virtual absl::StatusOr<DeviceBuffer> Allocate(size_t bytes) = 0;
+  // The contents of [p, p + bytes) of an allocation are no longer needed: the backend may give
+  // the memory back (reads before the next write see unspecified values). No-op by default.
+  virtual void Discard(void* /*p*/, size_t /*bytes*/) {}
   virtual void CopyToDevice(void* dst, const void* host_src, size_t bytes) = 0;
   virtual void CopyToHost(void* host_dst, const void* src, size_t bytes) = 0;
   virtual void Copy(void* dst, const void* src, size_t bytes) = 0;  // within the device

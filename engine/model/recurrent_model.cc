@@ -224,6 +224,8 @@ absl::Status RecurrentModel::ImportState(std::string_view bytes, void* state) {
   return absl::OkStatus();
 }
 
+void RecurrentModel::DiscardState(void* state) { backend_->Discard(state, state_bytes()); }
+
 absl::StatusOr<void*> RecurrentModel::AllocateStates(int count, bool initialize) {
   if (count <= 0) return absl::InvalidArgumentError("count must be positive");
   RETAIN_ASSIGN_OR_RETURN(DeviceBuffer buf, backend_->Allocate(state_bytes() * count));

@@ -24,6 +24,7 @@ class RecurrentModel : public Model {
   absl::StatusOr<std::string> ExportState(const void* state) override;
   absl::Status ImportState(std::string_view bytes, void* state) override;
   absl::StatusOr<void*> AllocateStates(int count, bool initialize = true) override;
+  void DiscardState(void* state) override;
 
  protected:
   // One step: `rows` token rows of several sequences back to back.

@@ -48,6 +48,8 @@ absl::Status ValidateServingOptions(const ServingOptions& o) {
   if (o.max_batch < 1 || o.max_batch > 4096) return bad("max_batch", "must be in [1, 4096]");
   if (o.max_step_tokens < o.max_batch || o.max_step_tokens > 1 << 20)
     return bad("max_step_tokens", absl::StrCat("must be in [max_batch (", o.max_batch, "), 1048576]"));
+  if (!(o.max_decode_slowdown == 0 || (o.max_decode_slowdown >= 1 && o.max_decode_slowdown <= 1000)))
+    return bad("max_decode_slowdown", "must be 0 (no cap) or in [1, 1000]");
   if (o.max_queue < 0 || o.max_queue > 1 << 20) return bad("max_queue", "must be in [0, 1048576]");
   if (o.session_ttl < absl::ZeroDuration()) return bad("session_ttl", "must be >= 0");
   if (o.max_prompt_tokens < 1) return bad("max_prompt_tokens", "must be >= 1");
@@ -406,6 +408,7 @@ class EngineImpl final : public Engine {
   std::vector<float> logits_;
   std::vector<SequenceInput> seqs_;
   std::vector<PlanItem> plan_;
+  PrefillBudget prefill_budget_{options_.max_decode_slowdown};
   std::vector<int64_t> remaining_;
   std::vector<Outcome> outcomes_;
   std::vector<Request*> leaving_;
@@ -667,7 +670,8 @@ void EngineImpl::Loop() {
 
     remaining_.clear();
     for (Request* r : running_) remaining_.push_back(r->remaining());
-    PlanStep(remaining_, options_.max_step_tokens, &plan_);
+    const int decodes = CountDecodes(remaining_);
+    PlanStep(remaining_, options_.max_step_tokens, prefill_budget_.Next(decodes, options_.max_step_tokens), &plan_);
     seqs_.clear();
     int decode_rows = 0, prefill_tokens = 0;
     for (const PlanItem& p : plan_) {
@@ -690,6 +694,9 @@ void EngineImpl::Loop() {
       const Clock::time_point t0 = Clock::now();
       status = model_->Forward(seqs_, absl::MakeSpan(logits_.data(), seqs_.size() * vocab_));
       const Clock::time_point t1 = Clock::now();
+      int64_t fed = 0;
+      for (const PlanItem& p : plan_) fed += p.tokens;
+      if (status.ok()) prefill_budget_.Observe(decodes, fed - decodes, Seconds(t0, t1));
       if (observer_) observer_->OnStep(static_cast<int>(seqs_.size()), decode_rows, prefill_tokens, Seconds(t0, t1));
     }
 

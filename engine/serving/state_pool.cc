@@ -21,11 +21,11 @@ absl::StatusOr<std::unique_ptr<StatePool>> StatePool::Create(Model& model, size_
   // every slot is written (InitState, import, fork) when a session takes it, so resident memory
   // grows with the sessions, not with the budget.
   RETAIN_ASSIGN_OR_RETURN(void* base, model.AllocateStates(static_cast<int>(count) + 1, /*initialize=*/false));
-  return std::unique_ptr<StatePool>(new StatePool(static_cast<char*>(base), bytes, static_cast<int>(count)));
+  return std::unique_ptr<StatePool>(new StatePool(&model, static_cast<char*>(base), bytes, static_cast<int>(count)));
 }
 
-StatePool::StatePool(char* base, size_t slot_bytes, int slots)
-    : base_(base), slot_bytes_(slot_bytes), slots_(slots), scratch_(slots) {
+StatePool::StatePool(Model* model, char* base, size_t slot_bytes, int slots)
+    : model_(model), base_(base), slot_bytes_(slot_bytes), slots_(slots), scratch_(slots) {
   free_.reserve(slots);
   for (int i = slots - 1; i >= 0; --i) free_.push_back(i);
 }
@@ -37,7 +37,10 @@ std::optional<int> StatePool::Acquire() {
   return s;
 }
 
-void StatePool::Release(int index) { free_.push_back(index); }
+void StatePool::Release(int index) {
+  model_->DiscardState(slot(index));
+  free_.push_back(index);
+}
 
 void StatePool::SwapScratch(int* taken) { std::swap(scratch_, *taken); }
 

@@ -27,6 +27,8 @@ class StatePool {
 
   // A free slot (its contents are whatever its last owner left), or nothing when all are taken.
   std::optional<int> Acquire();
+  // The slot's memory goes back to the backend (Model::DiscardState), so resident memory follows
+  // the live sessions after a burst, not the most there ever were.
   void Release(int index);
 
   // The scratch slot: never handed out by Acquire.
@@ -36,8 +38,9 @@ class StatePool {
   void SwapScratch(int* taken);
 
  private:
-  StatePool(char* base, size_t slot_bytes, int slots);
+  StatePool(Model* model, char* base, size_t slot_bytes, int slots);
 
+  Model* model_;
   char* base_;
   size_t slot_bytes_;
   int slots_;

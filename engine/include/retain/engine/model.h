@@ -70,6 +70,9 @@ class Model {
   // slot pool initialises a slot when a session takes it, so untouched slots cost no resident
   // memory.
   virtual absl::StatusOr<void*> AllocateStates(int count, bool initialize = true) = 0;
+  // A state block of AllocateStates no longer holds a session: its memory may go back to the
+  // system until it is written again (after which InitState or ImportState must run before use).
+  virtual void DiscardState(void* /*state*/) {}
 };
 
 // Number of logit rows Forward writes for `seqs`.

@@ -31,6 +31,11 @@ namespace retain::engine {
 struct ServingOptions {
   int max_batch = 64;             // requests stepped together (decodes + prefills)
   int max_step_tokens = 512;      // tokens per step; >= max_batch so every decode fits
+  // While streams decode, a step carrying prompt tokens aims to take at most this many times a
+  // decode-only step (the prompt chunk is sized from measured step times; at least 16 tokens).
+  // Lower keeps running streams' inter-token latency flatter, higher prefills new prompts
+  // faster. 0 = no cap: prompts fill the rest of max_step_tokens.
+  double max_decode_slowdown = 1.5;
   int max_queue = 256;            // requests waiting for a place; past it ResourceExhausted
   size_t state_budget_bytes = size_t{256} << 20;  // the slot pool: budget / state_bytes slots
   absl::Duration session_ttl = absl::ZeroDuration();  // idle sessions evicted after; 0 = never
