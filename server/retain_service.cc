@@ -57,10 +57,10 @@ absl::StatusOr<Caller> Authenticate(const ServiceDeps& deps, const grpc::Callbac
 namespace {
 
 // A unary call's log line: what it was, on what, how it ended.
-void LogUnary(const char* rpc, const std::string& model, const std::string& session, const absl::Status& status,
-              absl::Time start, const grpc::CallbackServerContext* ctx) {
+void LogUnary(const char* rpc, const std::string& model, const std::string& session, const std::string& tenant,
+              const absl::Status& status, absl::Time start, const grpc::CallbackServerContext* ctx) {
   std::string line = absl::StrCat(rpc, " model=", model.empty() ? "-" : model, " session=", session.empty() ? "-" : session,
-                                  " outcome=", status.ok() ? "ok" : StatusCodeLabel(status.code()),
+                                  TenantField(tenant), " outcome=", status.ok() ? "ok" : StatusCodeLabel(status.code()),
                                   absl::StrFormat(" total=%.3fs", absl::ToDoubleSeconds(absl::Now() - start)));
   if (!status.ok()) absl::StrAppend(&line, " error=\"", status.message(), "\"");
   absl::StrAppend(&line, " peer=", Peer(ctx));
@@ -129,7 +129,8 @@ grpc::ServerUnaryReactor* RetainService::DeleteSession(grpc::CallbackServerConte
       st = owner.status();
     }
   }
-  LogUnary("delete_session", model, request->session_id().substr(0, kMaxSessionIdBytes), st, start, ctx);
+  LogUnary("delete_session", model, request->session_id().substr(0, kMaxSessionIdBytes),
+           caller.ok() ? caller->tenant : "", st, start, ctx);
   return FinishUnary(deps_, ctx, st, model);
 }
 
@@ -154,8 +155,8 @@ grpc::ServerUnaryReactor* RetainService::ForkSession(grpc::CallbackServerContext
       st = owner.status();
     }
   }
-  LogUnary("fork_session", model, absl::StrCat(request->session_id().substr(0, kMaxSessionIdBytes), "->", fork_id), st,
-           start, ctx);
+  LogUnary("fork_session", model, absl::StrCat(request->session_id().substr(0, kMaxSessionIdBytes), "->", fork_id),
+           caller.ok() ? caller->tenant : "", st, start, ctx);
   return FinishUnary(deps_, ctx, st, model);
 }
 

@@ -77,6 +77,8 @@ grpc::ServerUnaryReactor* FinishUnary(const ServiceDeps& deps, grpc::CallbackSer
                                       const absl::Status& status, const std::string& model);
 // The call's deadline as absl time (InfiniteFuture when the client set none).
 absl::Time CallDeadline(const grpc::CallbackServerContext* ctx);
+// " tenant=NAME" for a log line, "" for the anonymous tenant (no --auth-tokens).
+inline std::string TenantField(const std::string& tenant) { return tenant.empty() ? "" : " tenant=" + tenant; }
 // The client's address for log lines ("ipv4:127.0.0.1:53122").
 std::string Peer(const grpc::CallbackServerContext* ctx);
 

@@ -161,7 +161,8 @@ class CreateSessionCall final : public grpc::ServerUnaryReactor {
   }
   void Done(const absl::Status& status, const std::string& extra) {
     place_ = RequestPlace();  // free before the log line says the call ended
-    Finish(EndCall(deps_, "create_session", model_, status.ok() ? session_id_ : "", status, start_, extra, ctx_));
+    Finish(EndCall(deps_, "create_session", model_, status.ok() ? session_id_ : "", status, start_,
+                   TenantField(tenant_) + extra, ctx_));
   }
 
   const ServiceDeps deps_;
@@ -195,6 +196,7 @@ class ExportCall final : public grpc::ServerWriteReactor<v1::SessionChunk> {
   void Start(const v1::ExportSessionRequest& request) {
     auto caller = Authenticate(deps_, ctx_);
     if (!caller.ok()) return Done(caller.status());
+    tenant_ = caller->tenant;
     absl::Status st = CheckSessionId(request.session_id(), "session_id");
     if (!st.ok()) return Done(st);
     session_id_ = request.session_id();
@@ -226,7 +228,8 @@ class ExportCall final : public grpc::ServerWriteReactor<v1::SessionChunk> {
     StartWrite(&chunk_);
   }
   void Done(const absl::Status& status) {
-    Finish(EndCall(deps_, "export_session", model_, session_id_, status, start_, absl::StrCat(" bytes=", bytes_.size()), ctx_));
+    Finish(EndCall(deps_, "export_session", model_, session_id_, status, start_,
+                   absl::StrCat(TenantField(tenant_), " bytes=", bytes_.size()), ctx_));
   }
 
   const ServiceDeps deps_;
@@ -234,6 +237,7 @@ class ExportCall final : public grpc::ServerWriteReactor<v1::SessionChunk> {
   const absl::Time start_ = absl::Now();
   ServedModel* model_ = nullptr;
   std::string session_id_;
+  std::string tenant_;
   std::string bytes_;
   size_t offset_ = 0;
   v1::SessionChunk chunk_;
@@ -307,7 +311,8 @@ class ImportCall final : public grpc::ServerReadReactor<v1::SessionChunk> {
   }
 
   void Done(const absl::Status& status) {
-    Finish(EndCall(deps_, "import_session", model_, session_id_, status, start_, absl::StrCat(" bytes=", bytes_.size()), ctx_));
+    Finish(EndCall(deps_, "import_session", model_, session_id_, status, start_,
+                   absl::StrCat(TenantField(caller_.tenant), " bytes=", bytes_.size()), ctx_));
   }
 
   const ServiceDeps deps_;
