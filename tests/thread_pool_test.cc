@@ -121,47 +121,48 @@ TEST(ThreadPool, CallerTakesThePartsNoWorkerHasClaimed) {
   }
 }
 
-// Drives a ModeChooser with calls that take split_ns when split and serial_ns on the caller alone;
-// returns the fraction of the last `calls` calls that ran serially.
-double SerialShare(thread_pool_internal::ModeChooser& c, int64_t& now, int64_t split_ns, int64_t serial_ns, int calls) {
-  int serial = 0;
-  for (int i = 0; i < calls; ++i) {
-    const bool s = c.Serial(now);
-    serial += s;
-    now += s ? serial_ns : split_ns;
-    c.Done(now);
+using thread_pool_internal::ModeChooser;
+
+// A ModeChooser driven by calls that take split_ns when split and serial_ns on the caller alone.
+struct ChooserRun {
+  ModeChooser chooser;
+  int64_t now = 0;
+  // Runs `windows` windows of calls; returns the fraction of them that ran serially.
+  double Windows(int64_t split_ns, int64_t serial_ns, int windows) {
+    const int calls = windows * ModeChooser::kWindowCalls;
+    int serial = 0;
+    for (int i = 0; i < calls; ++i) {
+      const bool s = chooser.Serial(now);
+      serial += s;
+      now += s ? serial_ns : split_ns;
+      chooser.Done(now);
+    }
+    return static_cast<double>(serial) / calls;
   }
-  return static_cast<double>(serial) / calls;
-}
+};
 
 TEST(ModeChooser, KeepsTheSplitWhileItIsFasterAndProbesRarely) {
-  using thread_pool_internal::ModeChooser;
-  ModeChooser c;
-  int64_t now = 0;
-  const int window = ModeChooser::kWindowCalls;
-  SerialShare(c, now, 10, 17, 200 * window);
-  EXPECT_FALSE(c.serial_mode());
+  ChooserRun r;
+  r.Windows(10, 17, 200);
+  EXPECT_FALSE(r.chooser.serial_mode());
   // Once settled, one probe window every kMaxInterval windows.
-  const double share = SerialShare(c, now, 10, 17, 10 * ModeChooser::kMaxInterval * window);
+  const double share = r.Windows(10, 17, 10 * ModeChooser::kMaxInterval);
   EXPECT_GT(share, 0.0);
   EXPECT_LE(share, 1.0 / ModeChooser::kMaxInterval + 1e-9);
 }
 
 TEST(ModeChooser, GoesSerialWhenTheSplitIsSlowerAndBackWhenItIsFasterAgain) {
-  using thread_pool_internal::ModeChooser;
-  ModeChooser c;
-  int64_t now = 0;
-  const int window = ModeChooser::kWindowCalls;
-  SerialShare(c, now, 10, 17, 20 * window);
-  EXPECT_FALSE(c.serial_mode());
+  ChooserRun r;
+  r.Windows(10, 17, 20);
+  EXPECT_FALSE(r.chooser.serial_mode());
   // A busy neighbour: split calls now wait for a descheduled worker.
-  SerialShare(c, now, 40, 17, (ModeChooser::kMaxInterval + 2) * window);
-  EXPECT_TRUE(c.serial_mode());
-  EXPECT_GT(SerialShare(c, now, 40, 17, 20 * window), 0.8);
+  r.Windows(40, 17, ModeChooser::kMaxInterval + 2);
+  EXPECT_TRUE(r.chooser.serial_mode());
+  EXPECT_GT(r.Windows(40, 17, 20), 0.8);
   // The neighbour is gone: within one probe interval the split is back.
-  SerialShare(c, now, 10, 17, (ModeChooser::kMaxInterval + 2) * window);
-  EXPECT_FALSE(c.serial_mode());
-  EXPECT_LT(SerialShare(c, now, 10, 17, 20 * window), 0.2);
+  r.Windows(10, 17, ModeChooser::kMaxInterval + 2);
+  EXPECT_FALSE(r.chooser.serial_mode());
+  EXPECT_LT(r.Windows(10, 17, 20), 0.2);
 }
 
 // Runs f on a thread whose affinity mask holds only the first CPU of this one's.
