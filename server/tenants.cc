@@ -84,7 +84,9 @@ absl::StatusOr<std::vector<TenantEntry>> ParseTenantFile(absl::string_view text,
     if (absl::ConsumePrefix(&token, "sha256:")) {
       if (!ParseHexDigest(token, &e.digest)) return bad("sha256: must be followed by 64 hex digits");
     } else {
-      if (absl::StrContains(token, '=')) return bad("the second field must be the token (or sha256:HEX), not a column");
+      // A token may hold '=' (base64 padding), but not look like a forgotten token.
+      for (const char* column : {"sessions=", "requests=", "state-bytes="})
+        if (absl::StartsWith(token, column)) return bad("the second field must be the token (or sha256:HEX), not a column");
       e.digest = Sha256(token);
     }
     e.limits = defaults;

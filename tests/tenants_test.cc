@@ -197,8 +197,8 @@ class TenantsTest : public ::testing::Test {
 const std::string kAliceAndBob = absl::StrCat("# tenants\nalice alice-token\n\nbob ", kBobDigest, "  # by digest\n");
 
 TEST_F(TenantsTest, MissingAndWrongTokensAreUnauthenticatedAlike) {
-  Start(kAliceAndBob);
-  EXPECT_NE(server_->Stderr().find("tenants: 2 from --auth-tokens " + tokens_), std::string::npos) << server_->Stderr();
+  Start(kAliceAndBob + "dave ZGF2ZQ==\n");
+  EXPECT_NE(server_->Stderr().find("tenants: 3 from --auth-tokens " + tokens_), std::string::npos) << server_->Stderr();
   v1::ListModelsResponse resp;
   grpc::Status none = stub_->ListModels(Ctx("").get(), v1::ListModelsRequest(), &resp);
   grpc::Status wrong = stub_->ListModels(Ctx("alice-tokeN").get(), v1::ListModelsRequest(), &resp);
@@ -216,8 +216,9 @@ TEST_F(TenantsTest, MissingAndWrongTokensAreUnauthenticatedAlike) {
   EXPECT_EQ(Export("", "0123", &bytes).error_code(), grpc::StatusCode::UNAUTHENTICATED);
   v1::Session imported;
   EXPECT_EQ(Import("", "x", &imported).error_code(), grpc::StatusCode::UNAUTHENTICATED);
-  // The token by value and by digest both work; health needs none.
+  // The token by value and by digest both work (any bytes but spaces, '=' too); health needs none.
   EXPECT_TRUE(stub_->ListModels(Ctx("alice-token").get(), v1::ListModelsRequest(), &resp).ok());
+  EXPECT_TRUE(stub_->ListModels(Ctx("ZGF2ZQ==").get(), v1::ListModelsRequest(), &resp).ok());
   EXPECT_TRUE(stub_->ListModels(Ctx("bob-token").get(), v1::ListModelsRequest(), &resp).ok());
   auto health = retain::testing::HealthStatus(channel_, "retain.v1.Retain");
   ASSERT_TRUE(health.ok()) << health.status();
@@ -388,11 +389,23 @@ TEST_F(TenantsTest, MalformedTokenFileIsAStartUpErrorNamingTheLine) {
   EXPECT_NE(r.out.find("--auth-tokens " + tokens_ + " line 3: sha256: must be followed by 64 hex digits"),
             std::string::npos)
       << r.out;
-  ASSERT_TRUE(retain::testing::WriteTextFile(tokens_, "alice a\nalice b\n"));
-  r = RunCommand(absl::StrCat("timeout 60 ", RETAIN_SERVER_BIN, " --listen 127.0.0.1:0 --metrics-listen '' --auth-tokens ",
-                              tokens_, " 2>&1"));
-  EXPECT_EQ(r.exit_code, 2) << r.out;
-  EXPECT_NE(r.out.find("line 2: tenant alice is named twice"), std::string::npos) << r.out;
+  // Each kind of malformed line, as the second line of the file.
+  const std::pair<const char*, const char*> cases[] = {
+      {"bob", "line 2: needs NAME and TOKEN"},
+      {"bob b sessions=-1", "line 2: sessions= must be a count >= 0"},
+      {"bob b limit=3", "line 2: unknown column \"limit=3\""},
+      {"bob sessions=3", "line 2: the second field must be the token"},
+      {"b@b b", "line 2: the tenant name must be"},
+      {"alice b", "line 2: tenant alice is named twice"},
+      {"bob a", "line 2: this token is another tenant's too"},
+  };
+  for (const auto& [line, error] : cases) {
+    ASSERT_TRUE(retain::testing::WriteTextFile(tokens_, absl::StrCat("alice a\n", line, "\n")));
+    r = RunCommand(absl::StrCat("timeout 60 ", RETAIN_SERVER_BIN,
+                                " --listen 127.0.0.1:0 --metrics-listen '' --auth-tokens ", tokens_, " 2>&1"));
+    EXPECT_EQ(r.exit_code, 2) << line << ": " << r.out;
+    EXPECT_NE(r.out.find(error), std::string::npos) << line << ": " << r.out;
+  }
 }
 
 TEST_F(TenantsTest, CliSendsItsToken) {
