@@ -17,6 +17,10 @@ packages=(
   # client/python installs with pip into a venv (tests/python/test_python_client.py); the TLS
   # tests make their certificates with openssl; client/node runs on node.
   python3-venv python3-pip python3-setuptools openssl nodejs
+  # deploy/prometheus: promtool checks the config and rules, and the end-to-end test runs a real
+  # prometheus (its own, on 127.0.0.1; the Debian service is not started, see below) and reads the
+  # dashboard and rules with PyYAML.
+  prometheus python3-yaml
 )
 # A nodejs package from elsewhere (NodeSource) carries npm itself and conflicts with Debian's.
 command -v npm >/dev/null || packages+=(npm)
@@ -36,7 +40,25 @@ else
   if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  # Debian's prometheus package would start its daemon (on :9090) as a system service; the tests
+  # start their own. Unless the machine already has a policy-rc.d, one is put in place for this
+  # install only, refusing every service start (exit 101), and removed afterwards.
+  policy=/usr/sbin/policy-rc.d
+  own_policy=0
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+    $SUDO chmod 755 "$policy"
+    own_policy=1
+  fi
+  status=0
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" || status=$?
+  if ((own_policy)); then $SUDO rm -f "$policy"; fi
+  ((status == 0)) || exit $status
+  # Under systemd the package also enables the unit for the next boot: a prometheus this script
+  # installed stays off (one installed before it is left as it was).
+  if [[ " ${missing[*]} " == *" prometheus "* && -d /run/systemd/system ]] && command -v systemctl >/dev/null; then
+    $SUDO systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+  fi
   echo "install-deps: installed ${missing[*]}"
 fi
 
