@@ -26,6 +26,7 @@
 #include "server/log.h"
 #include "server/metrics.h"
 #include "server/model_registry.h"
+#include "server/request_owners.h"
 #include "server/request_validation.h"
 #include "server/service_calls.h"
 #include "server/session_owners.h"
@@ -174,6 +175,9 @@ void GenerateCall::Start(const v1::GenerateRequest& request) {
     std::lock_guard<std::mutex> l(sink_->mu);
     request_id_ = *id;
     cancel_now = cancelled_;  // OnCancel came before the id was known
+    // Under the lock End takes (from EngineFinished): a request that has already ended is never
+    // registered, and one registered here is removed by End.
+    if (!final_) deps_.requests->Add(request_id_, &engine, tenant_);
   }
   if (cancel_now) engine.Cancel(*id);
 }
@@ -253,6 +257,7 @@ void GenerateCall::EngineError(const absl::Status& status) {
 void GenerateCall::End(const grpc::Status& status, const std::string& outcome, const engine::FinishedEvent* e) {
   // The engine is done with the request, so its place is free, before the log line says it ended.
   place_ = RequestPlace();
+  if (!request_id_.empty()) deps_.requests->Remove(request_id_);
   final_ = status;
   if (!status.ok())
     deps_.metrics->RecordError(model_ != nullptr ? model_->name : "", static_cast<absl::StatusCode>(status.error_code()));

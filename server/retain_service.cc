@@ -112,6 +112,26 @@ grpc::ServerUnaryReactor* RetainService::ListSessions(grpc::CallbackServerContex
   return FinishUnary(deps_, ctx, absl::OkStatus(), only != nullptr ? only->name : "");
 }
 
+grpc::ServerUnaryReactor* RetainService::StopGeneration(grpc::CallbackServerContext* ctx,
+                                                        const v1::StopGenerationRequest* request,
+                                                        v1::StopGenerationResponse* /*response*/) {
+  const absl::Time start = absl::Now();
+  auto caller = Authenticate(deps_, ctx);
+  absl::Status st = caller.status();
+  const std::string id = request->request_id().substr(0, 64);
+  if (st.ok() && request->request_id().empty()) st = absl::InvalidArgumentError("request_id is empty");
+  if (st.ok()) {
+    engine::Engine* engine = deps_.requests->Find(request->request_id(), caller->tenant);
+    if (engine != nullptr) {
+      engine->Cancel(request->request_id());
+    } else {
+      st = absl::NotFoundError(absl::StrCat("request_id ", id, " is not running (finished, or never existed)"));
+    }
+  }
+  LogUnary("stop_generation", "", "", caller.ok() ? caller->tenant : "", st, start, ctx);
+  return FinishUnary(deps_, ctx, st, "");
+}
+
 grpc::ServerUnaryReactor* RetainService::DeleteSession(grpc::CallbackServerContext* ctx,
                                                        const v1::DeleteSessionRequest* request,
                                                        v1::DeleteSessionResponse* /*response*/) {

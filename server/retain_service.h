@@ -2,10 +2,11 @@
 // Every call first authenticates its tenant (tenants.h) and sees only that tenant's sessions
 // (session_owners.h). Streaming calls have their own reactors (generate_call.cc, session_calls.cc); the unary ones
 // run on the gRPC thread and finish at once. Every error goes through ToGrpcStatus and is
-// counted in retain_request_errors_total. Thread-safe; holds no state of its own.
+// counted in retain_request_errors_total. Thread-safe; its only state is which requests run.
 #pragma once
 
 #include "retain/v1/retain.grpc.pb.h"
+#include "server/request_owners.h"
 #include "server/service_calls.h"
 
 namespace retain::server {
@@ -14,13 +15,15 @@ class RetainService final : public v1::Retain::CallbackService {
  public:
   // Both outlive the service and the gRPC server it is registered with.
   RetainService(ModelRegistry* registry, Metrics* metrics, const Tenants* tenants, SessionOwners* owners)
-      : deps_{registry, metrics, &calls_, tenants, owners} {}
+      : deps_{registry, metrics, &calls_, tenants, owners, &requests_} {}
 
   // True once every streaming call (and CreateSession prefill) has ended, waiting at most `timeout`.
   bool WaitForCalls(absl::Duration timeout) { return calls_.WaitIdle(timeout); }
 
   grpc::ServerWriteReactor<v1::GenerateResponse>* Generate(grpc::CallbackServerContext* ctx,
                                                            const v1::GenerateRequest* request) override;
+  grpc::ServerUnaryReactor* StopGeneration(grpc::CallbackServerContext* ctx, const v1::StopGenerationRequest* request,
+                                           v1::StopGenerationResponse* response) override;
   grpc::ServerUnaryReactor* CreateSession(grpc::CallbackServerContext* ctx, const v1::CreateSessionRequest* request,
                                           v1::Session* response) override;
   grpc::ServerUnaryReactor* GetSession(grpc::CallbackServerContext* ctx, const v1::GetSessionRequest* request,
@@ -44,6 +47,7 @@ class RetainService final : public v1::Retain::CallbackService {
 
  private:
   CallTracker calls_;
+  RequestOwners requests_;
   const ServiceDeps deps_;
 };
 

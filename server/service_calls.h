@@ -18,6 +18,7 @@ namespace retain::server {
 class ModelRegistry;
 class Metrics;
 class SessionOwners;
+class RequestOwners;
 class Tenants;
 struct Caller;
 struct ServedModel;
@@ -54,6 +55,7 @@ struct ServiceDeps {
   CallTracker* calls = nullptr;
   const Tenants* tenants = nullptr;
   SessionOwners* owners = nullptr;
+  RequestOwners* requests = nullptr;  // running Generate requests, for StopGeneration
 };
 
 // The call's tenant from its `authorization` metadata; Unauthenticated when tenants are on and

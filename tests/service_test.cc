@@ -352,6 +352,56 @@ TEST_F(ServiceTest, ClientCancelAndDeadlineLeaveTheSessionAtTheTokensSent) {
                            whole);
 }
 
+grpc::Status StopGeneration(Client& c, const std::string& request_id) {
+  grpc::ClientContext ctx;
+  v1::StopGenerationRequest req;
+  req.set_request_id(request_id);
+  v1::StopGenerationResponse resp;
+  return c.stub().StopGeneration(&ctx, req, &resp);
+}
+
+TEST_F(ServiceTest, StopGenerationEndsTheStreamWithExactlyTheTokensTheSessionConsumed) {
+  Client c = client();
+  const std::string prompt = "And it came to pass";
+  const auto whole = c.Generate(Greedy(prompt, 1500)).ids;
+  v1::Session s = c.CreateSession();
+  grpc::ClientContext ctx;
+  auto reader = c.stub().Generate(&ctx, Greedy(prompt, 1500, s.id()));
+  v1::GenerateResponse r;
+  ASSERT_TRUE(reader->Read(&r) && r.has_started());
+  const std::string request_id = r.started().request_id();
+  std::vector<int32_t> ids;
+  std::optional<v1::Finished> finished;
+  bool stopped = false;
+  while (reader->Read(&r)) {
+    if (r.has_token()) ids.push_back(r.token().id());
+    if (r.has_finished()) finished = r.finished();
+    if (ids.size() == 10 && !stopped) {
+      ASSERT_TRUE(StopGeneration(c, request_id).ok());
+      stopped = true;
+    }
+  }
+  ASSERT_TRUE(reader->Finish().ok());
+  ASSERT_TRUE(finished.has_value());
+  EXPECT_EQ(finished->reason(), v1::Finished::CANCELLED);
+  ASSERT_LT(ids.size(), whole.size()) << "the request ran to its end: stopped too late to test anything";
+  // Exactly what was received: nothing in flight is lost to the client.
+  EXPECT_EQ(finished->position(), static_cast<int64_t>(prompt.size() + ids.size()));
+  v1::Session after;
+  ASSERT_TRUE(c.GetSession(s.id(), &after).ok());
+  EXPECT_EQ(after.position(), finished->position());
+  EXPECT_TRUE(std::equal(ids.begin(), ids.end(), whole.begin()));
+  Stream rest = c.Generate(Greedy("", static_cast<int>(whole.size() - ids.size()), s.id()));
+  ASSERT_TRUE(rest.status.ok()) << rest.status.error_message();
+  EXPECT_EQ(rest.ids, std::vector<int32_t>(whole.begin() + ids.size(), whole.end()));
+  // The request is gone now; an id never handed out and an empty one are refused by name.
+  EXPECT_EQ(StopGeneration(c, request_id).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(StopGeneration(c, "req-999999999").error_code(), grpc::StatusCode::NOT_FOUND);
+  grpc::Status empty = StopGeneration(c, "");
+  EXPECT_EQ(empty.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(empty.error_message().find("request_id"), std::string::npos) << empty.error_message();
+}
+
 TEST_F(ServiceTest, BadInputsGetTheirCodeAndAMessageNamingTheFieldWhileAStreamBesideIsUnaffected) {
   Client c = client();
   const std::string prompt = "Thus saith the LORD";
