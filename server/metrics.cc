@@ -1,5 +1,12 @@
 #include "server/metrics.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <exception>
 #include <map>
 #include <mutex>
@@ -228,13 +235,55 @@ struct Metrics::Impl {
 Metrics::Metrics(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Metrics::~Metrics() = default;
 
+namespace {
+// Why binding `listen` (HOST:PORT, IPv4 or [IPv6]) fails, from the kernel; "" when it would not fail
+// or the address cannot be parsed here. civetweb only says "null context ... Possible problem
+// binding to port", so after it throws, a bind of our own names the reason.
+std::string BindError(const std::string& listen) {
+  const size_t colon = listen.rfind(':');
+  if (colon == std::string::npos) return "";
+  std::string host = listen.substr(0, colon);
+  const int port = std::atoi(listen.c_str() + colon + 1);
+  sockaddr_storage addr{};
+  socklen_t len = 0;
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    auto* a6 = reinterpret_cast<sockaddr_in6*>(&addr);
+    a6->sin6_family = AF_INET6;
+    a6->sin6_port = htons(static_cast<uint16_t>(port));
+    if (inet_pton(AF_INET6, host.substr(1, host.size() - 2).c_str(), &a6->sin6_addr) != 1) return "";
+    len = sizeof(*a6);
+  } else {
+    auto* a4 = reinterpret_cast<sockaddr_in*>(&addr);
+    a4->sin_family = AF_INET;
+    a4->sin_port = htons(static_cast<uint16_t>(port));
+    if (host.empty() || host == "0.0.0.0") {
+      a4->sin_addr.s_addr = htonl(INADDR_ANY);
+    } else if (inet_pton(AF_INET, host.c_str(), &a4->sin_addr) != 1) {
+      return "";
+    }
+    len = sizeof(*a4);
+  }
+  const int fd = socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return "";
+  const int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);  // as civetweb does
+  std::string why;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0) why = std::strerror(errno);
+  close(fd);
+  return why;
+}
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<Metrics>> Metrics::Create(const std::string& listen) {
   auto impl = std::make_unique<Impl>();
   if (!listen.empty()) {
     try {  // civetweb reports a failed bind by throwing
       impl->exposer = std::make_unique<prometheus::Exposer>(listen, /*num_threads=*/2);
     } catch (const std::exception& e) {
-      return absl::UnavailableError(absl::StrCat("--metrics-listen ", listen, ": cannot listen: ", e.what()));
+      const std::string why = BindError(listen);
+      return absl::UnavailableError(absl::StrCat(
+          "--metrics-listen ", listen, ": cannot listen: ", why.empty() ? e.what() : why,
+          " (another server there? give another HOST:PORT, port 0 for any free one, or \"\" for no metrics)"));
     }
     impl->exposer->RegisterCollectable(impl->registry);
     impl->exposer->RegisterCollectable(impl->gauges);

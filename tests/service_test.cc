@@ -516,6 +516,17 @@ TEST(ServiceMetrics, LruEvictionsAreCountedAndAnEvictedSessionSaysSo) {
   EXPECT_EQ(MetricValue(Scrape(**p), "retain_evictions_total"), 1);
 }
 
+TEST(ServiceStartUp, ATakenMetricsAddressIsAStartUpErrorSayingWhy) {
+  auto first = ServerProcess::Start({"--threads", "1"});
+  ASSERT_TRUE(first.ok()) << first.status();
+  auto second = ServerProcess::Start({"--threads", "1", "--metrics-listen", (*first)->metrics_address()});
+  ASSERT_FALSE(second.ok()) << "a second server started on " << (*first)->metrics_address();
+  const std::string err(second.status().message());
+  EXPECT_NE(err.find("--metrics-listen " + (*first)->metrics_address() + ": cannot listen: Address already in use"),
+            std::string::npos)
+      << err;
+}
+
 TEST(ServiceDrain, SigtermDuringStreamingDrainsReportsNotServingAndExitsZero) {
   // The endless request must outlast the 2 s drain on any machine: an idle one decodes the default
   // model at thousands of tokens per second.
