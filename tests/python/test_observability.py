@@ -268,6 +268,7 @@ class PrometheusEndToEnd(unittest.TestCase):
         probe = retain_testing.ServerProcess(["--model", f"{MODEL}={model_dir}", "--threads", "1"])
         cls.state_bytes = int(re.search(r"slots of (\d+) state bytes", probe.log()).group(1))
         probe.stop_and_check()
+        probe.proc.stderr.close()
         cls.server = retain_testing.ServerProcess([
             "--model", f"{MODEL}={model_dir}", "--threads", "1",
             "--state-budget-bytes", str(cls.SLOTS * cls.state_bytes)])
