@@ -34,6 +34,7 @@ int main(int argc, char** argv) {
   AddSessionCommands(app, g, &action);
   AddModelCommands(app, g, &action);
   AddLoadCommand(app, g, &action);
+  AddHealthCommand(app, g, &action);
 
   try {
     app.parse(argc, argv);

@@ -21,9 +21,14 @@ packages=(
   # prometheus (its own, on 127.0.0.1; the Debian service is not started, see below) and reads the
   # dashboard and rules with PyYAML.
   prometheus python3-yaml
+  # deploy/k8s: yamllint checks the manifests and kubectl renders them (tests/python/test_k8s.py).
+  yamllint
 )
 # A nodejs package from elsewhere (NodeSource) carries npm itself and conflicts with Debian's.
 command -v npm >/dev/null || packages+=(npm)
+# Likewise a kubectl from elsewhere (Google's, Kubernetes') owns /usr/bin/kubectl, which Debian's
+# kubernetes-client would overwrite; `kubectl kustomize` of either renders deploy/k8s.
+command -v kubectl >/dev/null || packages+=(kubernetes-client)
 if [[ "${1:-}" == "--train" ]]; then
   # bible-kjv dumps the corpus; OpenBLAS makes Debian torch ~4x faster than reference BLAS.
   packages+=(python3-torch python3-numpy bible-kjv-text bible-kjv libopenblas0-pthread)
