@@ -23,6 +23,9 @@ packages=(
   prometheus python3-yaml
   # deploy/k8s: yamllint checks the manifests and kubectl renders them (tests/python/test_k8s.py).
   yamllint
+  # scripts/fuzz.sh: the libFuzzer targets (fuzz/) build with clang-14 and its fuzzer, ASan and
+  # UBSan runtimes.
+  clang-14 libclang-rt-14-dev
 )
 # A nodejs package from elsewhere (NodeSource) carries npm itself and conflicts with Debian's.
 command -v npm >/dev/null || packages+=(npm)
