@@ -105,6 +105,10 @@ absl::StatusOr<engine::GenerateInput> ValidateGenerateRequest(const v1::Generate
                                                          ctx.options->max_tokens_limit, "] (--max-tokens-limit)"));
     in.max_tokens = s.max_tokens();
   }
+  // The engine refuses stop strings it cannot match; named here as the proto spells it.
+  if (s.stop_size() > 0 && ctx.tokenizer == nullptr)
+    return absl::FailedPreconditionError(
+        "stopping.stop needs a tokenizer and this model has none; send stopping.stop_token_ids");
   if (s.stop_size() > kMaxStopStrings)
     return Invalid("stopping.stop", absl::StrCat("has ", s.stop_size(), " strings, at most ", kMaxStopStrings));
   for (int i = 0; i < s.stop_size(); ++i) {
