@@ -1,5 +1,3 @@
-#include <cmath>
-
 #include "CLI/CLI.hpp"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -7,29 +5,6 @@
 #include "server/server_config.h"
 
 namespace retain::server {
-namespace {
-
-absl::Status Bad(const std::string& what, const std::string& value, const std::string& why) {
-  return absl::InvalidArgumentError(absl::StrCat(what, " ", why, " (got \"", value, "\")"));
-}
-
-absl::Status ParseCount(const std::string& value, const char* flag, int lo, int hi, int* out) {
-  int v = 0;
-  if (!absl::SimpleAtoi(value, &v) || v < lo || v > hi)
-    return Bad(flag, value, absl::StrCat("must be an integer in [", lo, ", ", hi, "]"));
-  *out = v;
-  return absl::OkStatus();
-}
-
-absl::Status ParseSeconds(const std::string& value, const char* flag, double lo, absl::Duration* out) {
-  double v = 0;
-  if (!absl::SimpleAtod(value, &v) || !std::isfinite(v) || v < lo || v > 1e9)
-    return Bad(flag, value, absl::StrCat("must be a number of seconds >= ", lo));
-  *out = absl::Seconds(v);
-  return absl::OkStatus();
-}
-
-}  // namespace
 
 absl::Status ParseLimit(const std::string& value, bool bytes, const std::string& what, int64_t* out) {
   if (value == "0") {
@@ -44,7 +19,7 @@ absl::Status ParseLimit(const std::string& value, bool bytes, const std::string&
   }
   int64_t v = 0;
   if (!absl::SimpleAtoi(value, &v) || v < 0 || v > (int64_t{1} << 40))
-    return Bad(what, value, "must be a count >= 0 (0 = no limit)");
+    return FlagError(what, value, "must be a count >= 0 (0 = no limit)");
   *out = v;
   return absl::OkStatus();
 }
@@ -107,18 +82,18 @@ absl::Status BuildSecurityConfig(const RawSecurityFlags& f, SecurityConfig* out)
   auto receive = ParseByteSize(f.max_receive_message_bytes, "--max-receive-message-bytes");
   if (!receive.ok()) return receive.status();
   if (*receive < (size_t{2} << 20) || *receive > (size_t{1} << 30))
-    return Bad("--max-receive-message-bytes", f.max_receive_message_bytes,
+    return FlagError("--max-receive-message-bytes", f.max_receive_message_bytes,
                "must be in [2MiB, 1GiB] (ImportSession sends chunks of 1 MiB)");
   t.max_receive_message_bytes = static_cast<int>(*receive);
-  if (!(st = ParseCount(f.max_concurrent_streams, "--max-concurrent-streams", 1, 1 << 20, &t.max_concurrent_streams)).ok())
+  if (!(st = ParseIntFlag(f.max_concurrent_streams, "--max-concurrent-streams", 1, 1 << 20, &t.max_concurrent_streams)).ok())
     return st;
-  if (!(st = ParseSeconds(f.keepalive_min_time, "--keepalive-min-time", 0, &t.keepalive_min_time)).ok()) return st;
+  if (!(st = ParseSecondsFlag(f.keepalive_min_time, "--keepalive-min-time", 0, &t.keepalive_min_time)).ok()) return st;
   t.keepalive_permit_without_calls = f.keepalive_permit_without_calls;
-  if (!(st = ParseCount(f.keepalive_max_ping_strikes, "--keepalive-max-ping-strikes", 0, 1000,
+  if (!(st = ParseIntFlag(f.keepalive_max_ping_strikes, "--keepalive-max-ping-strikes", 0, 1000,
                         &t.keepalive_max_ping_strikes)).ok())
     return st;
-  if (!(st = ParseSeconds(f.keepalive_time, "--keepalive-time", 1, &t.keepalive_time)).ok()) return st;
-  if (!(st = ParseSeconds(f.keepalive_timeout, "--keepalive-timeout", 1, &t.keepalive_timeout)).ok()) return st;
+  if (!(st = ParseSecondsFlag(f.keepalive_time, "--keepalive-time", 1, &t.keepalive_time)).ok()) return st;
+  if (!(st = ParseSecondsFlag(f.keepalive_timeout, "--keepalive-timeout", 1, &t.keepalive_timeout)).ok()) return st;
   *out = std::move(c);
   return absl::OkStatus();
 }

@@ -17,27 +17,28 @@
 #endif
 
 namespace retain::server {
-namespace {
 
-absl::Status Bad(const char* flag, const std::string& value, const std::string& why) {
+absl::Status FlagError(const std::string& flag, const std::string& value, const std::string& why) {
   return absl::InvalidArgumentError(absl::StrCat(flag, " ", why, " (got \"", value, "\")"));
 }
 
-absl::Status ParseInt(const std::string& value, const char* flag, int lo, int hi, int* out) {
+absl::Status ParseIntFlag(const std::string& value, const char* flag, int lo, int hi, int* out) {
   int v = 0;
   if (!absl::SimpleAtoi(value, &v) || v < lo || v > hi)
-    return Bad(flag, value, absl::StrCat("must be an integer in [", lo, ", ", hi, "]"));
+    return FlagError(flag, value, absl::StrCat("must be an integer in [", lo, ", ", hi, "]"));
   *out = v;
   return absl::OkStatus();
 }
 
-absl::Status ParseSeconds(const std::string& value, const char* flag, absl::Duration* out) {
+absl::Status ParseSecondsFlag(const std::string& value, const char* flag, double lo, absl::Duration* out) {
   double v = 0;
-  if (!absl::SimpleAtod(value, &v) || !std::isfinite(v) || v < 0 || v > 1e9)
-    return Bad(flag, value, "must be a number of seconds >= 0");
+  if (!absl::SimpleAtod(value, &v) || !std::isfinite(v) || v < lo || v > 1e9)
+    return FlagError(flag, value, absl::StrCat("must be a number of seconds >= ", lo));
   *out = absl::Seconds(v);
   return absl::OkStatus();
 }
+
+namespace {
 
 bool IsDir(const std::string& path) {
   struct stat st;
@@ -95,21 +96,21 @@ absl::StatusOr<ServerConfig> Build(const RawFlags& f) {
   }
   engine::ServingOptions& s = c.serving;
   absl::Status st;
-  if (!(st = ParseInt(f.threads, "--threads", 0, 1024, &c.threads)).ok()) return st;
+  if (!(st = ParseIntFlag(f.threads, "--threads", 0, 1024, &c.threads)).ok()) return st;
   auto budget = ParseByteSize(f.state_budget, "--state-budget-bytes");
   if (!budget.ok()) return budget.status();
   s.state_budget_bytes = *budget;
-  if (!(st = ParseSeconds(f.session_ttl, "--session-ttl", &s.session_ttl)).ok()) return st;
-  if (!(st = ParseInt(f.max_batch, "--max-batch", 1, 4096, &s.max_batch)).ok()) return st;
-  if (!(st = ParseInt(f.max_step_tokens, "--max-step-tokens", 1, 1 << 20, &s.max_step_tokens)).ok()) return st;
+  if (!(st = ParseSecondsFlag(f.session_ttl, "--session-ttl", 0, &s.session_ttl)).ok()) return st;
+  if (!(st = ParseIntFlag(f.max_batch, "--max-batch", 1, 4096, &s.max_batch)).ok()) return st;
+  if (!(st = ParseIntFlag(f.max_step_tokens, "--max-step-tokens", 1, 1 << 20, &s.max_step_tokens)).ok()) return st;
   if (!absl::SimpleAtod(f.max_decode_slowdown, &s.max_decode_slowdown) ||
       !(s.max_decode_slowdown == 0 || (s.max_decode_slowdown >= 1 && s.max_decode_slowdown <= 1000)))
-    return Bad("--max-decode-slowdown", f.max_decode_slowdown, "must be 0 (no cap) or a number in [1, 1000]");
-  if (!(st = ParseInt(f.max_queue, "--max-queue", 0, 1 << 20, &s.max_queue)).ok()) return st;
-  if (!(st = ParseInt(f.max_prompt_tokens, "--max-prompt-tokens", 1, 1 << 24, &s.max_prompt_tokens)).ok()) return st;
-  if (!(st = ParseInt(f.max_tokens_limit, "--max-tokens-limit", 0, 1 << 24, &s.max_tokens_limit)).ok()) return st;
-  if (!(st = ParseInt(f.max_tokens_default, "--max-tokens-default", 0, 1 << 24, &s.default_max_tokens)).ok()) return st;
-  if (!(st = ParseSeconds(f.drain_timeout, "--drain-timeout", &c.drain_timeout)).ok()) return st;
+    return FlagError("--max-decode-slowdown", f.max_decode_slowdown, "must be 0 (no cap) or a number in [1, 1000]");
+  if (!(st = ParseIntFlag(f.max_queue, "--max-queue", 0, 1 << 20, &s.max_queue)).ok()) return st;
+  if (!(st = ParseIntFlag(f.max_prompt_tokens, "--max-prompt-tokens", 1, 1 << 24, &s.max_prompt_tokens)).ok()) return st;
+  if (!(st = ParseIntFlag(f.max_tokens_limit, "--max-tokens-limit", 0, 1 << 24, &s.max_tokens_limit)).ok()) return st;
+  if (!(st = ParseIntFlag(f.max_tokens_default, "--max-tokens-default", 0, 1 << 24, &s.default_max_tokens)).ok()) return st;
+  if (!(st = ParseSecondsFlag(f.drain_timeout, "--drain-timeout", 0, &c.drain_timeout)).ok()) return st;
   if (!(st = BuildSecurityConfig(f.security, &c.security)).ok()) return st;
   if (!(st = ValidateServerConfig(c)).ok()) return st;
   return c;
@@ -131,26 +132,26 @@ absl::StatusOr<ModelSpec> ParseModelSpec(const std::string& value) {
     if (slash != absl::string_view::npos) base.remove_prefix(slash + 1);
     spec.name = std::string(base);
     if (!ValidModelName(spec.name))
-      return Bad("--model", value,
+      return FlagError("--model", value,
                  "must be NAME=DIR or DIR whose last component is a name of letters, digits, '.', '_', '-' (at most 64)");
   }
-  if (spec.dir.empty()) return Bad("--model", value, "names no directory");
-  if (!IsDir(spec.dir)) return Bad("--model", value, absl::StrCat("names no directory: ", spec.dir, " does not exist"));
+  if (spec.dir.empty()) return FlagError("--model", value, "names no directory");
+  if (!IsDir(spec.dir)) return FlagError("--model", value, absl::StrCat("names no directory: ", spec.dir, " does not exist"));
   if (!IsFile(spec.dir + "/model.safetensors"))
-    return Bad("--model", value, absl::StrCat(spec.dir, " holds no model.safetensors"));
+    return FlagError("--model", value, absl::StrCat(spec.dir, " holds no model.safetensors"));
   return spec;
 }
 
 absl::Status CheckHostPort(const std::string& value, const char* flag) {
   const size_t colon = value.rfind(':');
-  if (colon == std::string::npos || colon == 0) return Bad(flag, value, "must be HOST:PORT");
+  if (colon == std::string::npos || colon == 0) return FlagError(flag, value, "must be HOST:PORT");
   const std::string host = value.substr(0, colon);
-  if (host.front() == '[' && host.back() != ']') return Bad(flag, value, "has an unclosed '[' in HOST");
+  if (host.front() == '[' && host.back() != ']') return FlagError(flag, value, "has an unclosed '[' in HOST");
   if (host.front() != '[' && host.find(':') != std::string::npos)
-    return Bad(flag, value, "must put an IPv6 HOST in brackets ([::1]:PORT)");
+    return FlagError(flag, value, "must put an IPv6 HOST in brackets ([::1]:PORT)");
   int port = 0;
   if (!absl::SimpleAtoi(value.substr(colon + 1), &port) || port < 0 || port > 65535)
-    return Bad(flag, value, "must end in a PORT in [0, 65535]");
+    return FlagError(flag, value, "must end in a PORT in [0, 65535]");
   return absl::OkStatus();
 }
 
@@ -168,7 +169,7 @@ absl::StatusOr<size_t> ParseByteSize(const std::string& value, const char* flag)
   }
   uint64_t n = 0;
   if (!absl::SimpleAtoi(v, &n) || n == 0 || n > (uint64_t{1} << 50) / mult)
-    return Bad(flag, value, "must be a byte count > 0 (optionally with K, M, G, KiB, MiB or GiB)");
+    return FlagError(flag, value, "must be a byte count > 0 (optionally with K, M, G, KiB, MiB or GiB)");
   return static_cast<size_t>(n * mult);
 }
 

@@ -53,4 +53,12 @@ absl::Status CheckHostPort(const std::string& value, const char* flag);
 // "268435456", "256MiB", "256M", "1GiB", "64K" (binary multiples).
 absl::StatusOr<size_t> ParseByteSize(const std::string& value, const char* flag);
 
+// The checks every numeric flag shares, so each says what it wants in the same words:
+// InvalidArgument "FLAG WHY (got \"VALUE\")".
+absl::Status FlagError(const std::string& flag, const std::string& value, const std::string& why);
+// An integer in [lo, hi].
+absl::Status ParseIntFlag(const std::string& value, const char* flag, int lo, int hi, int* out);
+// A finite number of seconds in [lo, 1e9].
+absl::Status ParseSecondsFlag(const std::string& value, const char* flag, double lo, absl::Duration* out);
+
 }  // namespace retain::server
