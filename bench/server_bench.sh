@@ -17,8 +17,9 @@
 #      weights + N x state bytes + the fixed overhead measured idle; idle CPU (utime+stime) over
 #      10 s, before and after;
 #  then a server with room for 136 states:
-#  (c) for 1, 8, 32 and 128 streams, `retain load` (prompt 16 random ids, 64 generated) and right
-#      after it retain-bench's in-process decode at the same batch;
+#  (c) for 1, 8, 32 and 128 streams, retain-bench's in-process decode at that batch, then `retain
+#      load` twice (64 generated, prompts of 1 random id: pure decode; then of 16 ids) with the rows
+#      the server stepped (prefill + decode) beside the tokens it delivered;
 #  (d) inter-token latency at 32 streams alone, then with a loop of 4096-token prompts (1 token
 #      generated each) sent beside them from 5 s after the streams start; and retain-bench's in-process
 #      prefill in 512-token steps, to read those by;
@@ -148,7 +149,8 @@ step_counters() {
   curl -s --max-time 10 "$METRICS" | awk '
     /^retain_step_duration_seconds_sum/ {a = $NF} /^retain_step_duration_seconds_count/ {b = $NF}
     /^retain_decode_batch_size_sum/ {c = $NF} /^retain_decode_batch_size_count/ {d = $NF}
-    END {printf "%s %s %s %s\n", a + 0, b + 0, c + 0, d + 0}'
+    /^retain_step_tokens_total/ {e += $NF}
+    END {printf "%s %s %s %s %s\n", a + 0, b + 0, c + 0, d + 0, e + 0}'
 }
 status_kib() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$SERVER_PID/status"; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$SERVER_PID/stat"; }  # utime + stime (fields 14, 15)
@@ -213,27 +215,33 @@ bench_model() {  # $1 shape
   sleep 2
   load_rss0=$(status_kib VmRSS)
 
-  # (c) throughput: the server's generated tokens/s beside the engine's in-process decode.
-  local n load bench steps s0 c0 b0 d0 s1 c1 b1 d1 load_noise bench_noise
+  # (c) throughput: the server's generated tokens/s beside the engine's in-process decode, with
+  # prompts of 1 id (each request is then 64 decode rows, the in-process bench's work) and of 16
+  # ids (each request also prefills 15 more rows, which in-process decode never does: the rows
+  # column is retain_step_tokens_total, prefill + decode rows, the work both sides did).
+  local n p load bench steps s0 c0 b0 d0 p0 s1 c1 b1 d1 p1 load_noise bench_noise
   for n in "${STREAMS[@]}"; do
-    log "$name: $n streams for $LOAD_S s (load $(cut -d' ' -f1-3 /proc/loadavg))"
-    read -r s0 c0 b0 d0 < <(step_counters)
-    noise_begin
-    load=$(json_of client $((LOAD_S + 120)) load --streams "$n" --duration "$LOAD_S" --prompt-tokens 16 --max-tokens 64 --json --quiet)
-    noise_end; load_noise=$NOISE
-    read -r s1 c1 b1 d1 < <(step_counters)
-    steps=$(awk -v s0="$s0" -v c0="$c0" -v b0="$b0" -v d0="$d0" -v s1="$s1" -v c1="$c1" -v b1="$b1" -v d1="$d1" \
-      'BEGIN {printf "{\"step_seconds\": %.6f, \"steps\": %d, \"batch_sum\": %d, \"batches\": %d}\n", s1 - s0, c1 - c0, b1 - b0, d1 - d0}' |
-      jq -c '. + {mean_step_ms: (if .steps > 0 then 1e3 * .step_seconds / .steps else null end), mean_batch: (if .batches > 0 then .batch_sum / .batches else null end)}')
     log "$name: retain-bench decode batch $n"
     noise_begin
     bench=$(json_of timeout $((BENCH_S * 4 + 300)) "$BENCH" --arch rwkv7 --shape "$shape" --dtype f16 --mode decode --batch "$n" \
       --seconds "$BENCH_S" --windows "$BENCH_WINDOWS" --json)
     noise_end; bench_noise=$NOISE
-    record "$(jq -nc --argjson l "$load" --argjson b "$bench" --argjson st "$steps" --argjson ln "$load_noise" --argjson bn "$bench_noise" \
-      --arg loadavg "$(cat /proc/loadavg)" '{kind: "throughput", load: $l, bench: $b, server_steps: $st, load_noise: $ln, bench_noise: $bn, loadavg: $loadavg}')"
-    ROWS_THROUGHPUT+=$(jq -nr --arg m "$name" --argjson l "$load" --argjson b "$bench" --argjson st "$steps" --argjson ln "$load_noise" --argjson bn "$bench_noise" \
-      '"| \($m) | \($l.streams) | \($l.tokens_per_second * 10 | round / 10) | \($b.tokens_per_s * 10 | round / 10) | \(100 * $l.tokens_per_second / $b.tokens_per_s | round) % | \($l.ttft_seconds.p50 * 1e4 | round / 10) | \($l.itl_seconds.p50 * 1e4 | round / 10) | \($l.itl_seconds.p99 * 1e4 | round / 10) | \($b.step_ms * 10 | round / 10) | \(if $st.mean_step_ms then ($st.mean_step_ms * 10 | round / 10) else "?" end) | \(if $st.mean_batch then ($st.mean_batch * 10 | round / 10) else "?" end) | \($l.requests) | \($ln.server_pct) / \($ln.children_pct) | \($ln.others_pct) / \($ln.steal_pct) | \($bn.others_pct) / \($bn.steal_pct) | \(if ($l.errors | length) == 0 then "none" else ($l.errors | to_entries | map("\(.key) \(.value)") | join(", ")) end) |"' 2>/dev/null || echo "| $name | $n | no result (see the log) |")$'\n'
+    for p in 1 16; do
+      log "$name: $n streams, $p-id prompts, for $LOAD_S s (load $(cut -d' ' -f1-3 /proc/loadavg))"
+      read -r s0 c0 b0 d0 p0 < <(step_counters)
+      noise_begin
+      load=$(json_of client $((LOAD_S + 120)) load --streams "$n" --duration "$LOAD_S" --prompt-tokens "$p" --max-tokens 64 --json --quiet)
+      noise_end; load_noise=$NOISE
+      read -r s1 c1 b1 d1 p1 < <(step_counters)
+      steps=$(awk -v s0="$s0" -v c0="$c0" -v b0="$b0" -v d0="$d0" -v p0="$p0" -v s1="$s1" -v c1="$c1" -v b1="$b1" -v d1="$d1" -v p1="$p1" \
+        'BEGIN {printf "{\"step_seconds\": %.6f, \"steps\": %d, \"batch_sum\": %d, \"batches\": %d, \"rows\": %d}\n", s1 - s0, c1 - c0, b1 - b0, d1 - d0, p1 - p0}' |
+        jq -c '. + {mean_step_ms: (if .steps > 0 then 1e3 * .step_seconds / .steps else null end), mean_batch: (if .batches > 0 then .batch_sum / .batches else null end)}')
+      record "$(jq -nc --argjson l "$load" --argjson b "$bench" --argjson st "$steps" --argjson ln "$load_noise" --argjson bn "$bench_noise" \
+        --argjson p "$p" --arg loadavg "$(cat /proc/loadavg)" '{kind: "throughput", prompt_ids: $p, load: $l, bench: $b, server_steps: $st, load_noise: $ln, bench_noise: $bn, loadavg: $loadavg}')"
+      ROWS_THROUGHPUT+=$(jq -nr --arg m "$name" --argjson p "$p" --argjson l "$load" --argjson b "$bench" --argjson st "$steps" --argjson ln "$load_noise" --argjson bn "$bench_noise" \
+        '($st.rows / $l.elapsed_seconds) as $rows |
+        "| \($m) | \($l.streams) | \($p) | \($l.tokens_per_second * 10 | round / 10) | \($b.tokens_per_s * 10 | round / 10) | \(100 * $l.tokens_per_second / $b.tokens_per_s | round) % | \($rows | round) | \(100 * $rows / $b.tokens_per_s | round) % | \($l.ttft_seconds.p50 * 1e4 | round / 10) | \($l.itl_seconds.p50 * 1e4 | round / 10) | \($l.itl_seconds.p99 * 1e4 | round / 10) | \($b.step_ms * 10 | round / 10) | \(if $st.mean_step_ms then ($st.mean_step_ms * 10 | round / 10) else "?" end) | \(if $st.mean_batch then ($st.mean_batch * 10 | round / 10) else "?" end) | \($l.requests) | \($ln.server_pct) / \($ln.children_pct) | \($ln.others_pct) / \($ln.steal_pct) | \($bn.others_pct) / \($bn.steal_pct) | \(if ($l.errors | length) == 0 then "none" else ($l.errors | to_entries | map("\(.key) \(.value)") | join(", ")) end) |"' 2>/dev/null || echo "| $name | $n | $p | no result (see the log) |")$'\n'
+    done
   done
 
   # (d) inter-token latency at ITL_STREAMS streams, alone and with 4096-token prompts alongside.
@@ -318,8 +326,8 @@ cat <<EOF
 
 load average at start: $LOAD_START; at the end: $LOAD_END ($(nproc) CPUs)
 
-| model | streams | server tok/s | in-process tok/s | ratio | ttft p50 ms | itl p50 ms | itl p99 ms | in-process step ms | server mean step ms | server mean batch | requests done | server / client CPU % | others' CPU / steal %, load | the same, in-process | errors |
-|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
+| model | streams | prompt ids | server tok/s | in-process tok/s | ratio | server rows/s (prompt + decode) | rows ratio | ttft p50 ms | itl p50 ms | itl p99 ms | in-process step ms | server mean step ms | server mean batch | requests done | server / client CPU % | others' CPU / steal %, load | the same, in-process | errors |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
 ${ROWS_THROUGHPUT}
 | model | beside the $ITL_STREAMS streams | itl p50 ms | itl p90 ms | itl p99 ms | p99 / p50 | streams' ttft p50 / p99 ms | long prompts | streams' tok/s | others' CPU / steal % |
 |---|---|---|---|---|---|---|---|---|---|

@@ -84,6 +84,11 @@ struct Families {
                   .Name("retain_decode_batch_size")
                   .Help("Requests stepped together in one engine step")
                   .Register(r)),
+        step_tokens(prometheus::BuildCounter()
+                        .Name("retain_step_tokens_total")
+                        .Help("Token rows run through the model by engine steps, by phase (prefill: prompt tokens; "
+                              "decode: one per sequence and step)")
+                        .Register(r)),
         step(prometheus::BuildHistogram()
                  .Name("retain_step_duration_seconds")
                  .Help("Duration of one engine step (one batched forward pass and sampling)")
@@ -99,6 +104,7 @@ struct Families {
   Family<Histogram>& duration;
   Family<Histogram>& queue;
   Family<Histogram>& batch;
+  Family<Counter>& step_tokens;
   Family<Histogram>& step;
 };
 
@@ -115,6 +121,8 @@ class ModelObserver final : public engine::EngineObserver {
         duration_(f.duration.Add({{"model", model}}, kDurationBuckets)),
         queue_(f.queue.Add({{"model", model}}, kDurationBuckets)),
         batch_(f.batch.Add({{"model", model}}, kBatchBuckets)),
+        prefill_rows_(f.step_tokens.Add({{"model", model}, {"phase", "prefill"}})),
+        decode_rows_(f.step_tokens.Add({{"model", model}, {"phase", "decode"}})),
         step_(f.step.Add({{"model", model}}, kStepBuckets)) {
     // Anonymous-tenant series exist from the start, as before tenants (a tenant's appear at its
     // first request).
@@ -130,8 +138,10 @@ class ModelObserver final : public engine::EngineObserver {
     duration_.Observe(e.total_seconds);
     queue_.Observe(e.queue_seconds);
   }
-  void OnStep(int batch, int /*decode_rows*/, int /*prefill_tokens*/, double seconds) override {
+  void OnStep(int batch, int decode_rows, int prefill_tokens, double seconds) override {
     batch_.Observe(batch);
+    decode_rows_.Increment(decode_rows);
+    prefill_rows_.Increment(prefill_tokens);
     step_.Observe(seconds);
   }
   void OnInterTokenLatency(double seconds) override { itl_.Observe(seconds); }
@@ -156,6 +166,8 @@ class ModelObserver final : public engine::EngineObserver {
   Histogram& duration_;
   Histogram& queue_;
   Histogram& batch_;
+  Counter& prefill_rows_;
+  Counter& decode_rows_;
   Histogram& step_;
 };
 

@@ -254,6 +254,11 @@ TEST_F(ServerSmokeTest, MetricsListFinishedRequests) {
       << metrics;
   EXPECT_NE(metrics.find("retain_generation_tokens_total{model=\"rwkv7-kjv-byte\"} 3"), std::string::npos) << metrics;
   EXPECT_NE(metrics.find("retain_prompt_tokens_total{model=\"rwkv7-kjv-byte\"} 12"), std::string::npos) << metrics;
+  // The 12 prompt rows, then the first two generated tokens fed back (the third is never fed).
+  EXPECT_NE(metrics.find("retain_step_tokens_total{model=\"rwkv7-kjv-byte\",phase=\"prefill\"} 12"), std::string::npos)
+      << metrics;
+  EXPECT_NE(metrics.find("retain_step_tokens_total{model=\"rwkv7-kjv-byte\",phase=\"decode\"} 2"), std::string::npos)
+      << metrics;
   for (const char* name : {"retain_time_to_first_token_seconds_bucket", "retain_inter_token_latency_seconds_count",
                            "retain_request_duration_seconds_sum", "retain_request_queue_seconds_count",
                            "retain_decode_batch_size_count", "retain_step_duration_seconds_count",
