@@ -62,6 +62,36 @@ class PythonClientTest(unittest.TestCase):
         self.assertEqual(generation.finished.usage.prompt_tokens, len(PROMPT))
         self.assertEqual(generation.started.prompt_tokens, len(PROMPT))
 
+    def test_stop_ends_a_generation_with_every_sent_token_delivered(self):
+        _, want_ids = self.cli_greedy(PROMPT, 300)
+        session = self.client.create_session()
+        generation = session.generate(PROMPT, temperature=0, max_tokens=300)
+        stopped = False
+        for _ in generation:
+            if len(generation.tokens) >= 3 and not stopped:
+                generation.stop()  # more tokens may still come: those sent before the stop
+                stopped = True
+        self.assertEqual(generation.reason, "CANCELLED")
+        got = generation.token_ids
+        self.assertGreaterEqual(len(got), 3)
+        self.assertLess(len(got), 300)
+        self.assertEqual(got, want_ids[:len(got)])
+        self.assertEqual(generation.finished.position, len(PROMPT) + len(got))
+        self.assertEqual(session.refresh().position, len(PROMPT) + len(got))
+        # The session holds exactly the tokens read: its continuation is the fresh greedy one.
+        rest = session.generate(temperature=0, max_tokens=8)
+        rest.text()
+        fresh = self.client.generate(None, tokens=list(PROMPT.encode()) + got, temperature=0, max_tokens=8)
+        fresh.text()
+        self.assertEqual(rest.token_ids, fresh.token_ids)
+        generation.stop()  # finished: a no-op
+        early = session.generate(temperature=0, max_tokens=300)
+        early.stop()  # before `started`: it goes out when `started` arrives
+        early.text()
+        self.assertEqual(early.reason, "CANCELLED")
+        self.assertEqual(session.refresh().position, len(PROMPT) + len(got) + 8 + len(early.tokens))
+        session.delete()
+
     def test_prompt_ids_stop_strings_and_tokenize(self):
         ids = self.client.tokenize(PROMPT)
         self.assertEqual(ids, list(PROMPT.encode()))

@@ -78,7 +78,13 @@ class Client {
     if (prompt !== undefined && prompt !== null) request.promptText = prompt;
     if (tokens) request.promptTokens = tokens;
     if (maxTokens !== undefined) request.stopping.maxTokens = maxTokens;
-    return new Generation(this._stub.Generate(request, this._metadata(), this._options()));
+    return new Generation(this._stub.Generate(request, this._metadata(), this._options()),
+      (requestId) => this.stopGeneration(requestId));
+  }
+
+  // Ends a running generation by the request id of its `started` (Generation.stop does this).
+  async stopGeneration(requestId) {
+    await this._unary('StopGeneration', { requestId });
   }
 
   // A new Session, prefilled with `prefix` (text) or options.prefixTokens (ids) when given.

@@ -44,6 +44,38 @@ test('a greedy generation streams what the CLI gets', async () => {
   assert.equal(generation.started.promptTokens, PROMPT.length);
 });
 
+test('stop ends a generation with every sent token delivered', async () => {
+  const want = await cliGreedy(server.address, PROMPT, 300);
+  const session = await client.createSession();
+  const generation = session.generate(PROMPT, { temperature: 0, maxTokens: 300 });
+  let stop = null;
+  // eslint-disable-next-line no-unused-vars
+  for await (const _piece of generation) {
+    if (generation.tokens.length >= 3 && !stop) stop = generation.stop(); // later tokens: sent before it
+  }
+  await stop;
+  assert.equal(generation.reason, 'CANCELLED');
+  const got = generation.tokenIds;
+  assert.ok(got.length >= 3 && got.length < 300, `${got.length} tokens`);
+  assert.deepEqual(got, want.ids.slice(0, got.length));
+  assert.equal(generation.finished.position, PROMPT.length + got.length);
+  assert.equal((await session.refresh()).position, PROMPT.length + got.length);
+  // The session holds exactly the tokens read: its continuation is the fresh greedy one.
+  const rest = session.generate(null, { temperature: 0, maxTokens: 8 });
+  await rest.text();
+  const fresh = client.generate(null, { tokens: [...Buffer.from(PROMPT), ...got], temperature: 0, maxTokens: 8 });
+  await fresh.text();
+  assert.deepEqual(rest.tokenIds, fresh.tokenIds);
+  await generation.stop(); // finished: resolves, a no-op
+  const early = session.generate(null, { temperature: 0, maxTokens: 300 });
+  const earlyStop = early.stop(); // before `started`: it goes out when `started` arrives
+  await early.text();
+  await earlyStop;
+  assert.equal(early.reason, 'CANCELLED');
+  assert.equal((await session.refresh()).position, PROMPT.length + got.length + 8 + early.tokens.length);
+  await session.delete();
+});
+
 test('prompt ids, stop strings, tokenize', async () => {
   const ids = await client.tokenize(PROMPT);
   assert.deepEqual(ids, [...Buffer.from(PROMPT)]);

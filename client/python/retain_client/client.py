@@ -103,7 +103,12 @@ class Client:
         request.stopping.stop.extend(stop)
         request.stopping.stop_token_ids.extend(stop_token_ids)
         request.stopping.ignore_eos = ignore_eos
-        return Generation(self._stub.Generate(request, timeout=self.timeout, metadata=self._metadata))
+        return Generation(self._stub.Generate(request, timeout=self.timeout, metadata=self._metadata),
+                          self.stop_generation)
+
+    def stop_generation(self, request_id):
+        """Ends a running generation by the request id of its `started` (Generation.stop does this)."""
+        self._call(self._stub.StopGeneration, pb.StopGenerationRequest(request_id=request_id))
 
     def create_session(self, prefix=None, *, prefix_tokens=None, model=""):
         """A new Session, its state prefilled with the prefix (text or ids) when one is given."""

@@ -10,8 +10,10 @@ class Generation:
     `token_ids`; after the end `finished` (Finished: reason, usage, position). `text()` reads the
     rest and returns the whole text."""
 
-    def __init__(self, call):
+    def __init__(self, call, stop_request=None):
         self._call = call
+        self._stop_request = stop_request  # StopGeneration(request_id), from the Client
+        self._stop_wanted = False
         self._pieces = []
         self.started = None
         self.tokens = []
@@ -23,6 +25,8 @@ class Generation:
                 kind = event.WhichOneof("event")
                 if kind == "started":
                     self.started = event.started
+                    if self._stop_wanted:
+                        self._stop_now()
                 elif kind == "token":
                     self.tokens.append(event.token)
                     if event.token.text:
@@ -53,5 +57,23 @@ class Generation:
         return self.finished.Reason.Name(self.finished.reason)
 
     def cancel(self):
-        """Ends the stream; the session keeps every token already sent."""
+        """Ends the stream; the session keeps every token already sent, read or not."""
         self._call.cancel()
+
+    def stop(self):
+        """Asks the server to end this generation (StopGeneration): the stream still delivers every
+        token sent and ends with `finished` (reason CANCELLED), so the tokens read equal what the
+        session consumed. Called before `started` has arrived, the stop goes out when it does.
+        Stopping a generation that already finished is a no-op."""
+        if self.started is None:
+            self._stop_wanted = True
+        else:
+            self._stop_now()
+
+    def _stop_now(self):
+        self._stop_wanted = False
+        try:
+            self._stop_request(self.started.request_id)
+        except RetainError as e:
+            if e.code != grpc.StatusCode.NOT_FOUND:  # NOT_FOUND: it finished meanwhile
+                raise
