@@ -127,6 +127,10 @@ class ModelObserver final : public engine::EngineObserver {
     // Anonymous-tenant series exist from the start, as before tenants (a tenant's appear at its
     // first request).
     for (engine::FinishReason r : kReasons) f.finished.Add({{"model", model}, {"reason", engine::FinishReasonName(r)}});
+    // Every code's series from the start at 0: rate() and increase() need a sample before the
+    // first error of a code, or that error would never show in an alert.
+    for (int code = 1; code <= static_cast<int>(absl::StatusCode::kUnauthenticated); ++code)
+      f.errors.Add({{"model", model}, {"code", StatusCodeLabel(static_cast<absl::StatusCode>(code))}});
     f.prompt_tokens.Add({{"model", model}});
     f.generation_tokens.Add({{"model", model}});
   }

@@ -382,8 +382,14 @@ class PrometheusEndToEnd(unittest.TestCase):
         self.assertEqual(v(f"sum(retain_prompt_tokens_total{sel})"), prompt)
         self.assertEqual(v(f"sum(retain_generation_tokens_total{sel})"), tokens)
         errors = self.prom.query("retain_request_errors_total")["result"]
-        self.assertEqual([(e["metric"]["model"], e["metric"]["code"], float(e["value"][1])) for e in errors],
-                         [(MODEL, "INVALID_ARGUMENT", 1.0)])
+        self.assertEqual([(e["metric"]["model"], e["metric"]["code"], float(e["value"][1])) for e in errors
+                          if float(e["value"][1]) != 0], [(MODEL, "INVALID_ARGUMENT", 1.0)])
+        # Every code's series exists at 0 before its first error, so rate() sees that error.
+        self.assertEqual(sorted(e["metric"]["code"] for e in errors if e["metric"]["model"] == MODEL),
+                         sorted(["CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+                                 "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+                                 "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
+                                 "UNAUTHENTICATED"]))
         self.assertEqual(v(f'retain_evictions_total{{model="{MODEL}", reason="lru"}}'), 1)
         self.assertEqual(v(f'retain_evictions_total{{model="{MODEL}", reason="ttl"}}'), 0)
         # Histograms: one first token per Generate, tokens-1 gaps per stream, every request's end.
