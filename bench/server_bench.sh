@@ -8,6 +8,8 @@
 #   --quick       a few minutes: 15 s per load point, 3 s per in-process point, 32 sessions
 #                 (default: 60 s, 10 s, 128)
 #   --with-0.4b   RWKV-7 0.4b after 0.1b (each model on a server of its own)
+#   --throughput-only  only (c), the throughput points
+#   --streams "N ..."  the stream counts of (c) (default "1 8 32 128")
 #   --jsonl FILE  every raw result (load and bench JSON, memory, CPU) as one JSON object a line;
 #                 the load server's log beside it (FILE without .jsonl + .server-MODEL.log)
 #
@@ -34,13 +36,17 @@ BUILD=build
 QUICK=0
 WITH_04B=0
 JSONL=""
+THROUGHPUT_ONLY=0
+STREAMS=(1 8 32 128)
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --build) BUILD="$2"; shift 2 ;;
     --quick) QUICK=1; shift ;;
     --with-0.4b) WITH_04B=1; shift ;;
     --jsonl) JSONL="$2"; shift 2 ;;
-    -h|--help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --throughput-only) THROUGHPUT_ONLY=1; shift ;;
+    --streams) read -r -a STREAMS <<< "$2"; shift 2 ;;
+    -h|--help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "server_bench.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -60,7 +66,6 @@ else
   LOAD_S=60; BENCH_S=10; BENCH_WINDOWS=5; SESSIONS=128
 fi
 IDLE_S=10
-STREAMS=(1 8 32 128)
 ITL_STREAMS=32
 ITL_WARM_S=5  # the streams run alone this long before the long prompts start
 CLK_TCK=$(getconf CLK_TCK)
@@ -189,25 +194,27 @@ bench_model() {  # $1 shape
   state_bytes=$(client 30 models --json | jq '.[0].state_bytes')
   stop_server
 
-  # (f) memory and idle CPU on a server whose arena holds exactly SESSIONS states.
-  start_server "$name" "$dir" $((SESSIONS * state_bytes))
-  local slots=$SLOTS rss0 anon0 file0 rssn anonn filen ticks secs i
-  sleep 2
-  rss0=$(status_kib VmRSS); anon0=$(status_kib RssAnon); file0=$(status_kib RssFile)
-  read -r ticks secs < <(idle_cpu)
-  cpu_row "$name" "fresh, 0 sessions" "$ticks" "$secs"
-  for ((i = 0; i < SESSIONS; i++)); do client 30 session create --model "$name" > /dev/null 2>&1 || log "session create $i failed"; done
-  sleep 1
-  rssn=$(status_kib VmRSS); anonn=$(status_kib RssAnon); filen=$(status_kib RssFile)
-  read -r ticks secs < <(idle_cpu)
-  cpu_row "$name" "$SESSIONS idle sessions" "$ticks" "$secs"
-  log "memory: idle VmRSS $rss0 KiB, with $SESSIONS sessions $rssn KiB ($slots slots)"
-  record "$(jq -nc --arg model "$name" --argjson w "$weight_bytes" --argjson s "$state_bytes" --argjson n "$SESSIONS" --argjson slots "${slots:-0}" \
-    --argjson r0 "$rss0" --argjson a0 "$anon0" --argjson f0 "$file0" --argjson rn "$rssn" --argjson an "$anonn" --argjson fn "$filen" \
-    '{kind: "memory", model: $model, weight_bytes: $w, state_bytes: $s, slots: $slots, sessions: $n,
-      idle_kib: {VmRSS: $r0, RssAnon: $a0, RssFile: $f0}, sessions_kib: {VmRSS: $rn, RssAnon: $an, RssFile: $fn}}')"
-  mem_row "$name" "arena = $SESSIONS states" "$weight_bytes" "$state_bytes" "${slots:-0}" "$SESSIONS" "$rss0" "$rssn"
-  stop_server
+  if [[ $THROUGHPUT_ONLY == 0 ]]; then
+    # (f) memory and idle CPU on a server whose arena holds exactly SESSIONS states.
+    start_server "$name" "$dir" $((SESSIONS * state_bytes))
+    local slots=$SLOTS rss0 anon0 file0 rssn anonn filen ticks secs i
+    sleep 2
+    rss0=$(status_kib VmRSS); anon0=$(status_kib RssAnon); file0=$(status_kib RssFile)
+    read -r ticks secs < <(idle_cpu)
+    cpu_row "$name" "fresh, 0 sessions" "$ticks" "$secs"
+    for ((i = 0; i < SESSIONS; i++)); do client 30 session create --model "$name" > /dev/null 2>&1 || log "session create $i failed"; done
+    sleep 1
+    rssn=$(status_kib VmRSS); anonn=$(status_kib RssAnon); filen=$(status_kib RssFile)
+    read -r ticks secs < <(idle_cpu)
+    cpu_row "$name" "$SESSIONS idle sessions" "$ticks" "$secs"
+    log "memory: idle VmRSS $rss0 KiB, with $SESSIONS sessions $rssn KiB ($slots slots)"
+    record "$(jq -nc --arg model "$name" --argjson w "$weight_bytes" --argjson s "$state_bytes" --argjson n "$SESSIONS" --argjson slots "${slots:-0}" \
+      --argjson r0 "$rss0" --argjson a0 "$anon0" --argjson f0 "$file0" --argjson rn "$rssn" --argjson an "$anonn" --argjson fn "$filen" \
+      '{kind: "memory", model: $model, weight_bytes: $w, state_bytes: $s, slots: $slots, sessions: $n,
+        idle_kib: {VmRSS: $r0, RssAnon: $a0, RssFile: $f0}, sessions_kib: {VmRSS: $rn, RssAnon: $an, RssFile: $fn}}')"
+    mem_row "$name" "arena = $SESSIONS states" "$weight_bytes" "$state_bytes" "${slots:-0}" "$SESSIONS" "$rss0" "$rssn"
+    stop_server
+  fi
 
   # The load server: room for 128 streams' throw-away states and a few more.
   start_server "$name" "$dir" $(((128 + 8) * state_bytes))
@@ -243,6 +250,11 @@ bench_model() {  # $1 shape
         "| \($m) | \($l.streams) | \($p) | \($l.tokens_per_second * 10 | round / 10) | \($b.tokens_per_s * 10 | round / 10) | \(100 * $l.tokens_per_second / $b.tokens_per_s | round) % | \($rows | round) | \(100 * $rows / $b.tokens_per_s | round) % | \($l.ttft_seconds.p50 * 1e4 | round / 10) | \($l.itl_seconds.p50 * 1e4 | round / 10) | \($l.itl_seconds.p99 * 1e4 | round / 10) | \($b.step_ms * 10 | round / 10) | \(if $st.mean_step_ms then ($st.mean_step_ms * 10 | round / 10) else "?" end) | \(if $st.mean_batch then ($st.mean_batch * 10 | round / 10) else "?" end) | \($l.requests) | \($ln.server_pct) / \($ln.children_pct) | \($ln.others_pct) / \($ln.steal_pct) | \($bn.others_pct) / \($bn.steal_pct) | \(if ($l.errors | length) == 0 then "none" else ($l.errors | to_entries | map("\(.key) \(.value)") | join(", ")) end) |"' 2>/dev/null || echo "| $name | $n | $p | no result (see the log) |")$'\n'
     done
   done
+
+  if [[ $THROUGHPUT_ONLY == 1 ]]; then
+    stop_server
+    return
+  fi
 
   # (d) inter-token latency at ITL_STREAMS streams, alone and with 4096-token prompts alongside.
   log "$name: ITL at $ITL_STREAMS streams alone"
@@ -329,6 +341,9 @@ load average at start: $LOAD_START; at the end: $LOAD_END ($(nproc) CPUs)
 | model | streams | prompt ids | server tok/s | in-process tok/s | ratio | server rows/s (prompt + decode) | rows ratio | ttft p50 ms | itl p50 ms | itl p99 ms | in-process step ms | server mean step ms | server mean batch | requests done | server / client CPU % | others' CPU / steal %, load | the same, in-process | errors |
 |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
 ${ROWS_THROUGHPUT}
+EOF
+[[ $THROUGHPUT_ONLY == 1 ]] && exit 0
+cat <<EOF
 | model | beside the $ITL_STREAMS streams | itl p50 ms | itl p90 ms | itl p99 ms | p99 / p50 | streams' ttft p50 / p99 ms | long prompts | streams' tok/s | others' CPU / steal % |
 |---|---|---|---|---|---|---|---|---|---|
 ${ROWS_ITL}
