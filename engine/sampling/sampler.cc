@@ -4,9 +4,12 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cmath>
+#include <cstring>
 #include <limits>
-#include <numeric>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 
@@ -28,13 +31,79 @@ absl::Status ValidateSamplingParams(const SamplingParams& p) {
   return absl::OkStatus();
 }
 
+namespace {
+
+// The index std::max_element returns (the first element no later one is greater than under
+// operator<), in two passes the compiler vectorises: the maximum over 8 lanes, then the first
+// index holding it. A NaN first element wins there, so it does here; a later NaN never does.
+int FirstMax(const float* x, int n) {
+  constexpr int kLanes = 8;
+  float lane[kLanes];
+  for (float& l : lane) l = x[0];
+  int i = 1;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int j = 0; j < kLanes; ++j) lane[j] = lane[j] < x[i + j] ? x[i + j] : lane[j];
+  for (; i < n; ++i) lane[0] = lane[0] < x[i] ? x[i] : lane[0];
+  float m = lane[0];
+  for (float l : lane) m = m < l ? l : m;
+  if (m != m) return 0;
+  for (i = 0; i < n; ++i)
+    if (x[i] == m) return i;
+  return 0;
+}
+
+uint32_t Bits(float p) {
+  uint32_t b;
+  std::memcpy(&b, &p, sizeof b);
+  return b;
+}
+
+// Ascending keys order probabilities (>= 0, so their bits order as unsigned) descending and equal
+// ones by id ascending: exactly the order a stable sort of the ids by descending probability gives.
+uint64_t OrderKey(float p, int id) { return (static_cast<uint64_t>(~Bits(p)) << 32) | static_cast<uint32_t>(id); }
+int KeyId(uint64_t key) { return static_cast<int>(static_cast<uint32_t>(key)); }
+
+// Sorts keys[0..n) by their high 32 bits, stably (LSD radix, 3 passes of 11 bits), through tmp:
+// keys made in id order come out in exactly std::sort's order of the whole keys, in O(n).
+void RadixSortByProbability(uint64_t* keys, uint64_t* tmp, int n) {
+  constexpr int kBits = 11;
+  constexpr uint64_t kMask = (1u << kBits) - 1;
+  uint64_t* src = keys;
+  uint64_t* dst = tmp;
+  for (int shift = 32; shift < 64; shift += kBits) {
+    std::array<int, 1u << kBits> start{};
+    for (int i = 0; i < n; ++i) ++start[(src[i] >> shift) & kMask];
+    if (start[(src[0] >> shift) & kMask] == n) continue;  // one digit value: already in order
+    int sum = 0;
+    for (int& c : start) sum += std::exchange(c, sum);
+    for (int i = 0; i < n; ++i) dst[start[(src[i] >> shift) & kMask]++] = src[i];
+    std::swap(src, dst);
+  }
+  if (src != keys) std::memcpy(keys, src, sizeof(uint64_t) * static_cast<size_t>(n));
+}
+
+// Sorting scratch, per thread (samplers of one engine run on its step thread): sized to the
+// largest vocabulary a thread sampled from, once, instead of a megabyte in every request.
+struct SortScratch {
+  std::vector<uint64_t> keys, tmp;
+};
+SortScratch& Scratch(int v) {
+  thread_local SortScratch s;
+  if (s.keys.size() < static_cast<size_t>(v)) {
+    s.keys.resize(static_cast<size_t>(v));
+    s.tmp.resize(static_cast<size_t>(v));
+  }
+  return s;
+}
+
+}  // namespace
+
 Sampler::Sampler(const SamplingParams& params, int vocab)
     : params_(params),
       rng_(params.seed),
       occurrence_(vocab, 0.0f),
       seen_(params.repetition_penalty != 1.0f ? vocab : 0, 0),
-      work_(vocab),
-      order_(vocab) {}
+      work_(vocab) {}
 
 void Sampler::ObservePrompt(absl::Span<const TokenId> prompt) {
   if (seen_.empty()) return;
@@ -43,14 +112,56 @@ void Sampler::ObservePrompt(absl::Span<const TokenId> prompt) {
     if (id >= 0 && id < v) seen_[id] = 1;
 }
 
+// The survivors of top-p, top-k and min-p need the probabilities in sorted order only as far as
+// the last survivor, so only a prefix of that order is built into keys: the ids whose probability
+// is >= a threshold t (such a set is a prefix of the order), of those the top_k first, sorted.
+// t comes from min-p (every survivor is >= its threshold) and, when `speculate_top_p`, from a
+// histogram of the exponents: the highest ones whose mass reaches top_p. That mass is summed in
+// another order than the sorted prefix's cumulative sum, so the caller checks the prefix reaches
+// top_p; *speculated says whether the speculative threshold made the prefix shorter than it would
+// be without it. Returns the prefix length.
+int Sampler::SortedPrefix(int v, float min_p_threshold, bool speculate_top_p, bool* speculated, uint64_t* keys,
+                          uint64_t* tmp) {
+  const float exact_t = params_.min_p > 0 ? min_p_threshold : 0.0f;
+  float t = exact_t;
+  if (speculate_top_p) {
+    std::array<int, 256> count{};
+    std::array<double, 256> mass{};
+    for (int i = 0; i < v; ++i) {
+      const uint32_t e = Bits(work_[i]) >> 23;
+      ++count[e];
+      mass[e] += work_[i];
+    }
+    double m = 0;
+    for (int e = 255; e > 0; --e) {
+      m += mass[e];
+      if (m >= params_.top_p) {
+        t = std::max(t, std::bit_cast<float>(static_cast<uint32_t>(e) << 23));
+        break;
+      }
+    }
+  }
+  int n = 0;
+  for (int i = 0; i < v; ++i)
+    if (work_[i] >= t) keys[n++] = OrderKey(work_[i], i);
+  const int bound = params_.top_k > 0 ? std::min(n, params_.top_k) : n;
+  *speculated = t > exact_t && (params_.top_k == 0 || n < params_.top_k);
+  if (bound < n) {
+    std::nth_element(keys, keys + bound, keys + n);
+    std::sort(keys, keys + bound);
+  } else if (n > 2048) {
+    RadixSortByProbability(keys, tmp, n);  // keys are still in id order
+  } else {
+    std::sort(keys, keys + n);
+  }
+  return bound;
+}
+
 TokenId Sampler::Sample(absl::Span<const float> logits) {
   const int v = static_cast<int>(std::min(logits.size(), work_.size()));
-  if (seen_.empty()) {
-    for (int i = 0; i < v; ++i) {
-      work_[i] = logits[i];
-      if (occurrence_[i] > 0) work_[i] -= params_.presence_penalty + occurrence_[i] * params_.frequency_penalty;
-    }
-  } else {
+  // Penalties that are all off leave every logit as it is (x - 0 == x), so the copy is skipped.
+  const float* src = logits.data();
+  if (!seen_.empty()) {
     // Repetition penalty first (HF/vLLM order), then the additive penalties.
     const float rp = params_.repetition_penalty;
     for (int i = 0; i < v; ++i) {
@@ -59,53 +170,78 @@ TokenId Sampler::Sample(absl::Span<const float> logits) {
       if (occurrence_[i] > 0) x -= params_.presence_penalty + occurrence_[i] * params_.frequency_penalty;
       work_[i] = x;
     }
-  }
-  TokenId chosen = 0;
-  if (params_.temperature == 0.0f) {
-    chosen = static_cast<TokenId>(std::max_element(work_.begin(), work_.begin() + v) - work_.begin());
-  } else {
-    const float mx = *std::max_element(work_.begin(), work_.begin() + v);
-    double sum = 0;
-    for (int i = 0; i < v; ++i) sum += (work_[i] = std::exp(work_[i] - mx));
-    for (int i = 0; i < v; ++i) work_[i] = static_cast<float>(work_[i] / sum);
-    std::iota(order_.begin(), order_.begin() + v, 0);
-    std::stable_sort(order_.begin(), order_.begin() + v, [&](int a, int b) { return work_[a] > work_[b]; });
-    // Keep the smallest prefix whose mass reaches top_p; ties with its last element survive.
-    int keep = v;
-    double cum = 0;
+    src = work_.data();
+  } else if (params_.presence_penalty != 0.0f || params_.frequency_penalty != 0.0f) {
     for (int i = 0; i < v; ++i) {
-      cum += work_[order_[i]];
-      if (cum >= params_.top_p) {
-        keep = i + 1;
-        break;
-      }
+      work_[i] = logits[i];
+      if (occurrence_[i] > 0) work_[i] -= params_.presence_penalty + occurrence_[i] * params_.frequency_penalty;
     }
-    while (keep < v && work_[order_[keep]] == work_[order_[keep - 1]]) ++keep;
+    src = work_.data();
+  }
+  const int best = FirstMax(src, v);
+  TokenId chosen = static_cast<TokenId>(best);
+  if (params_.temperature != 0.0f) {
+    const float mx = src[best];
+    double sum = 0;
+    for (int i = 0; i < v; ++i) sum += (work_[i] = std::exp(src[i] - mx));
+    for (int i = 0; i < v; ++i) work_[i] = static_cast<float>(work_[i] / sum);
+    // The top probability (its value: min-p's reference), whichever id holds it first.
+    const float min_p_threshold = params_.min_p * work_[FirstMax(work_.data(), v)];
+    SortScratch& scratch = Scratch(v);
+    uint64_t* keys = scratch.keys.data();
+    bool speculated = false;
+    int bound = SortedPrefix(v, min_p_threshold, params_.top_p < 1.0f, &speculated, keys, scratch.tmp.data());
+    auto p = [&](int k) -> float& { return work_[KeyId(keys[k])]; };
+    // Keep the smallest prefix whose mass reaches top_p (all of the prefix if it never does:
+    // top-k or min-p end it there); ties with its last element survive.
+    int keep = bound;
+    auto reaches_top_p = [&] {
+      double cum = 0;
+      for (int i = 0; i < bound; ++i) {
+        cum += p(i);
+        if (cum >= params_.top_p) {
+          keep = i + 1;
+          return true;
+        }
+      }
+      keep = bound;
+      return false;
+    };
+    if (!reaches_top_p() && speculated) {
+      bound = SortedPrefix(v, min_p_threshold, false, &speculated, keys, scratch.tmp.data());
+      reaches_top_p();
+    }
+    // No probability at all (every logit -inf or NaN): the first maximum, as greedy would.
+    if (bound == 0) return Record(chosen);
+    while (keep < bound && p(keep) == p(keep - 1)) ++keep;
     if (params_.top_k > 0) keep = std::min(keep, params_.top_k);
     if (params_.min_p > 0) {
       // Survivors are a prefix of the sorted order; the top one always stays.
-      const float threshold = params_.min_p * work_[order_[0]];
       int k = 1;
-      while (k < keep && !(work_[order_[k]] < threshold)) ++k;
+      while (k < keep && !(p(k) < min_p_threshold)) ++k;
       keep = k;
     }
     double total = 0;
     for (int i = 0; i < keep; ++i) {
-      float& p = work_[order_[i]];
-      p = params_.temperature == 1.0f ? p : std::pow(p, 1.0f / params_.temperature);
-      total += p;
+      float& q = p(i);
+      q = params_.temperature == 1.0f ? q : std::pow(q, 1.0f / params_.temperature);
+      total += q;
     }
     std::uniform_real_distribution<double> uni(0.0, total);
     double r = uni(rng_);
-    chosen = order_[keep - 1];
+    chosen = KeyId(keys[keep - 1]);
     for (int i = 0; i < keep; ++i) {
-      r -= work_[order_[i]];
+      r -= p(i);
       if (r <= 0) {
-        chosen = order_[i];
+        chosen = KeyId(keys[i]);
         break;
       }
     }
   }
+  return Record(chosen);
+}
+
+TokenId Sampler::Record(TokenId chosen) {
   if (params_.penalty_decay != 1.0f)
     for (float& o : occurrence_) o *= params_.penalty_decay;
   occurrence_[chosen] += 1.0f;

@@ -39,7 +39,9 @@ struct SamplingParams {
 // InvalidArgument naming the field when a parameter is out of range or not finite.
 absl::Status ValidateSamplingParams(const SamplingParams& p);
 
-// One per request; not thread-safe. All memory is allocated by the constructor.
+// One per request; not thread-safe. Its memory is allocated by the constructor; a sampled
+// (temperature > 0) draw also uses a sorting scratch per thread, sized on a thread's first draw
+// from a vocabulary that large and reused after.
 class Sampler {
  public:
   // `vocab` = number of logits per call. params must have passed ValidateSamplingParams.
@@ -52,12 +54,15 @@ class Sampler {
   TokenId Sample(absl::Span<const float> logits);
 
  private:
+  int SortedPrefix(int v, float min_p_threshold, bool speculate_top_p, bool* speculated, uint64_t* keys,
+                   uint64_t* tmp);
+  TokenId Record(TokenId chosen);  // the penalties' bookkeeping
+
   SamplingParams params_;
   std::mt19937_64 rng_;
   std::vector<float> occurrence_;
   std::vector<uint8_t> seen_;  // prompt or generated; sized only when repetition_penalty != 1
   std::vector<float> work_;
-  std::vector<int> order_;
 };
 
 // Log-probabilities (OpenAI-style `logprobs`).
