@@ -185,8 +185,9 @@ TokenId Sampler::Sample(absl::Span<const float> logits) {
     double sum = 0;
     for (int i = 0; i < v; ++i) sum += (work_[i] = std::exp(src[i] - mx));
     for (int i = 0; i < v; ++i) work_[i] = static_cast<float>(work_[i] / sum);
-    // The top probability (its value: min-p's reference), whichever id holds it first.
-    const float min_p_threshold = params_.min_p * work_[FirstMax(work_.data(), v)];
+    // The top probability, min-p's reference: exp(0) / sum at the first maximum, and no other
+    // can round above it (the reference took the same value from the sorted order's head).
+    const float min_p_threshold = params_.min_p * work_[best];
     SortScratch& scratch = Scratch(v);
     uint64_t* keys = scratch.keys.data();
     bool speculated = false;
