@@ -295,6 +295,44 @@ TEST(ServingEngine, ConcurrentStreamsEachEqualTheirSoloRunWhileALongPromptPrefil
   EXPECT_EQ(long_sink->tokens, DirectGreedy(Bytes(long_text), 4));
 }
 
+// A step's rows are sampled in parallel on the model's threads: seeded sampling with penalties and
+// logprobs, 12 streams at once on 2 threads, must give each stream what it gets alone on 1 thread.
+TEST(ServingEngine, SeededSamplingInABatchEqualsEachStreamAloneOnOneThread) {
+  auto sampled = [](int i) {
+    GenerateInput in = Greedy(Bytes("Verse " + std::to_string(i) + ": and"), 24);
+    in.sampling.temperature = 0.7f + 0.05f * static_cast<float>(i % 4);
+    in.sampling.top_p = i % 3 == 0 ? 1.0f : 0.9f;
+    in.sampling.top_k = i % 2 == 0 ? 0 : 40;
+    in.sampling.presence_penalty = 0.3f;
+    in.sampling.frequency_penalty = 0.2f;
+    in.sampling.seed = 1000 + static_cast<uint64_t>(i);
+    in.logprobs = 2;
+    in.ignore_eos = true;
+    return in;
+  };
+  auto solo_engine = MakeEngine({}, nullptr, 1);
+  std::vector<std::shared_ptr<RecordingSink>> solo;
+  for (int i = 0; i < 12; ++i) solo.push_back(RunToEnd(*solo_engine, sampled(i)));
+  ServingOptions o;
+  o.max_batch = 16;
+  auto e = MakeEngine(o, nullptr, 2);
+  std::vector<std::shared_ptr<RecordingSink>> sinks;
+  for (int i = 0; i < 12; ++i) {
+    sinks.push_back(std::make_shared<RecordingSink>());
+    ASSERT_TRUE(e->Submit(sampled(i), sinks.back()).ok());
+  }
+  for (int i = 0; i < 12; ++i) {
+    sinks[i]->Wait();
+    ASSERT_EQ(sinks[i]->tokens.size(), 24u) << "stream " << i;
+    EXPECT_EQ(sinks[i]->tokens, solo[i]->tokens) << "stream " << i;
+    for (size_t t = 0; t < sinks[i]->events.size() && t < solo[i]->events.size(); ++t) {
+      EXPECT_EQ(sinks[i]->events[t].logprob, solo[i]->events[t].logprob) << "stream " << i << " token " << t;
+      ASSERT_EQ(sinks[i]->events[t].top_logprobs.size(), 2u);
+      EXPECT_EQ(sinks[i]->events[t].top_logprobs[0].id, solo[i]->events[t].top_logprobs[0].id);
+    }
+  }
+}
+
 // Counts steps, and for one request the steps between its tokens.
 class StepCounter : public EngineObserver {
  public:

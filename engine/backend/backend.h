@@ -5,10 +5,12 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <initializer_list>
 #include <memory>
 #include <string_view>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "engine/kernels/kernel_args.h"
 #include "engine/kernels/retention_args.h"
@@ -46,6 +48,8 @@ class Backend {
   virtual void CopyToDevice(void* dst, const void* host_src, size_t bytes) = 0;
   virtual void CopyToHost(void* host_dst, const void* src, size_t bytes) = 0;
   virtual void Copy(void* dst, const void* src, size_t bytes) = 0;  // within the device
+  // Host work split over the backend's host threads (Model::ParallelFor). Default: the caller.
+  virtual void HostParallelFor(int64_t n, absl::FunctionRef<void(int64_t, int64_t)> fn) { fn(0, n); }
 
   // Weight matrices for MatMul (and Embedding), in the layout this backend's kernels read best:
   // MatrixBytes of backend memory at dst receive the row-major host matrix.

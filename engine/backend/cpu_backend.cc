@@ -55,6 +55,10 @@ class CpuBackend final : public Backend {
     return kernels::PackPanels(host, dtype, rows, cols, dst);
   }
 
+  void HostParallelFor(int64_t n, absl::FunctionRef<void(int64_t, int64_t)> fn) override {
+    pool_.ParallelFor(n, 1, fn);
+  }
+
   void Embedding(const MatrixRef& emb, const TokenId* tokens, int rows, float* out) override {
     ref::Embedding(emb, tokens, rows, out);
   }

@@ -25,6 +25,9 @@ class RecurrentModel : public Model {
   absl::Status ImportState(std::string_view bytes, void* state) override;
   absl::StatusOr<void*> AllocateStates(int count, bool initialize = true) override;
   void DiscardState(void* state) override;
+  void ParallelFor(int64_t n, absl::FunctionRef<void(int64_t, int64_t)> fn) override {
+    backend_->HostParallelFor(n, fn);
+  }
 
  protected:
   // One step: `rows` token rows of several sequences back to back.

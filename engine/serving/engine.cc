@@ -119,9 +119,12 @@ struct Request {
 struct Outcome {
   Request* request = nullptr;
   int fed = 0;
+  const float* logits = nullptr;  // the row to sample from; null: nothing to sample this step
   bool sampled = false;
   bool delivered = false;
   TokenId token = 0;
+  float logprob = 0;  // of `token`, with top_logprobs, when the request asked for logprobs
+  std::vector<TokenLogprob> top_logprobs;
   bool finish = false;
   FinishedEvent event;
 };
@@ -378,7 +381,11 @@ class EngineImpl final : public Engine {
   void SweepTtlLocked();
   // Ends `r` under the lock: session bookkeeping, and the event the sink gets after unlocking.
   FinishedEvent FinishLocked(Request* r, FinishReason reason, Clock::time_point now);
-  void Sample(Request* r, const float* logits, Outcome* o);
+  // Sampling a step's rows is split in two: Draw touches only its own request (its sampler and
+  // the row), so the rows are drawn in parallel on the model's threads; Deliver then hands the
+  // tokens to the text streams and sinks one by one on the step thread.
+  void Draw(Request* r, Outcome* o) const;
+  void Deliver(Request* r, Outcome* o);
 
   static constexpr size_t kEvictedMemory = 65536;  // evicted ids remembered for NOT_FOUND messages
 
@@ -551,11 +558,19 @@ void EngineImpl::SweepTtlLocked() {
   while (!lru_.empty() && lru_.front()->last_used < cutoff) EvictLocked(lru_.front(), "ttl");
 }
 
-void EngineImpl::Sample(Request* r, const float* logits, Outcome* o) {
-  absl::Span<const float> row(logits, vocab_);
-  const TokenId tok = r->sampler.Sample(row);
+void EngineImpl::Draw(Request* r, Outcome* o) const {
+  absl::Span<const float> row(o->logits, vocab_);
+  o->token = r->sampler.Sample(row);
   o->sampled = true;
-  o->token = tok;
+  if (r->logprobs > 0) {
+    o->top_logprobs.reserve(r->logprobs);
+    ComputeLogprobs(row, o->token, r->logprobs, &o->logprob, &o->top_logprobs);
+  }
+}
+
+void EngineImpl::Deliver(Request* r, Outcome* o) {
+  absl::Span<const float> row(o->logits, vocab_);
+  const TokenId tok = o->token;
   FinishedEvent& e = o->event;
   if (!r->ignore_eos && options_.eos_token_id >= 0 && tok == options_.eos_token_id) {
     o->finish = true;
@@ -583,10 +598,8 @@ void EngineImpl::Sample(Request* r, const float* logits, Outcome* o) {
       }
     }
   }
-  if (r->logprobs > 0) {
-    t.top_logprobs.reserve(r->logprobs);
-    ComputeLogprobs(row, tok, r->logprobs, &t.logprob, &t.top_logprobs);
-  }
+  t.logprob = o->logprob;
+  t.top_logprobs = std::move(o->top_logprobs);
   o->delivered = r->sink->OnToken(std::move(t));
   if (!o->delivered) {
     o->finish = true;
@@ -708,17 +721,24 @@ void EngineImpl::Loop() {
       Outcome o;
       o.request = r;
       o.fed = plan_[i].tokens;
-      if (status.ok() && r->fed + o.fed == r->input.size() && !r->prefill_only)
-        Sample(r, logits_.data() + i * vocab_, &o);
+      if (status.ok() && r->fed + o.fed == r->input.size() && !r->prefill_only) o.logits = logits_.data() + i * vocab_;
       outcomes_.push_back(std::move(o));
     }
+    model_->ParallelFor(static_cast<int64_t>(outcomes_.size()), [&](int64_t begin, int64_t end) {
+      for (int64_t k = begin; k < end; ++k)
+        if (outcomes_[k].logits != nullptr) Draw(outcomes_[k].request, &outcomes_[k]);
+    });
+    for (Outcome& o : outcomes_)
+      if (o.logits != nullptr) Deliver(o.request, &o);
     // Requests that continue a cut stream sample first from the logits their session kept.
     for (Request* r : stored_) {
       Outcome o;
       o.request = r;
       std::vector<float> row = std::move(r->session->last_logits);
       r->session->last_logits.clear();
-      Sample(r, row.data(), &o);
+      o.logits = row.data();
+      Draw(r, &o);
+      Deliver(r, &o);
       if (!o.delivered && o.sampled && r->session->last_logits.empty()) r->session->last_logits = std::move(row);
       outcomes_.push_back(std::move(o));
     }

@@ -8,10 +8,12 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
@@ -73,6 +75,11 @@ class Model {
   // A state block of AllocateStates no longer holds a session: its memory may go back to the
   // system until it is written again (after which InitState or ImportState must run before use).
   virtual void DiscardState(void* /*state*/) {}
+
+  // Runs fn(begin, end) over [0, n) on the threads Forward computes with (each index in exactly
+  // one part), for host work beside the steps such as sampling each row's logits. Only from the
+  // thread that calls Forward, never inside fn. Default: the caller alone.
+  virtual void ParallelFor(int64_t n, absl::FunctionRef<void(int64_t, int64_t)> fn) { fn(0, n); }
 };
 
 // Number of logit rows Forward writes for `seqs`.
