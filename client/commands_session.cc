@@ -1,4 +1,4 @@
-// retain session create|get|list|fork|delete|export|import.
+// retain session create|get|list|fork|rewind|delete|export|import.
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -23,7 +23,9 @@ constexpr size_t kChunkBytes = size_t{1} << 20;  // SessionChunk.data is at most
 struct SessionOptions {
   std::string model, prefix_text, prefix_tokens, id, file;
   bool json = false;
+  int64_t position = 0;
   CLI::Option* o_prefix_tokens = nullptr;
+  CLI::Option* o_position = nullptr;
 };
 
 std::unique_ptr<v1::Retain::Stub> Stub(const GlobalOptions& g) { return v1::Retain::NewStub(MakeChannel(g)); }
@@ -55,7 +57,9 @@ nlohmann::json SessionJson(const v1::Session& s) {
           {"state_bytes", s.state_bytes()},
           {"created_unix_seconds", s.created_unix_seconds()},
           {"last_used_unix_seconds", s.last_used_unix_seconds()},
-          {"busy", s.busy()}};
+          {"busy", s.busy()},
+          {"checkpoint_positions", std::vector<int64_t>(s.checkpoint_positions().begin(), s.checkpoint_positions().end())},
+          {"history_start", s.history_start()}};
 }
 
 // A new session (create, fork, import): its id alone on stdout, the rest on stderr.
@@ -97,6 +101,9 @@ int Get(const GlobalOptions& g, const SessionOptions& o) {
               s.id().c_str(), s.model().c_str(), static_cast<long long>(s.position()),
               static_cast<long long>(s.state_bytes()), Iso(s.created_unix_seconds()).c_str(),
               Iso(s.last_used_unix_seconds()).c_str(), s.busy() ? "true" : "false");
+  std::printf("history_start: %lld\ncheckpoints:", static_cast<long long>(s.history_start()));
+  for (int64_t p : s.checkpoint_positions()) std::printf(" %lld", static_cast<long long>(p));
+  std::printf("\n");
   return kExitOk;
 }
 
@@ -123,10 +130,22 @@ int List(const GlobalOptions& g, const SessionOptions& o) {
 int Fork(const GlobalOptions& g, const SessionOptions& o) {
   v1::ForkSessionRequest req;
   req.set_session_id(o.id);
+  if (o.o_position->count() > 0) req.set_position(o.position);
   v1::Session s;
   grpc::Status st = Call(g, &v1::Retain::Stub::ForkSession, req, &s);
   if (!st.ok()) return ReportRpcError(st);
   PrintNewSession("forked", s);
+  return kExitOk;
+}
+
+int Rewind(const GlobalOptions& g, const SessionOptions& o) {
+  v1::RewindSessionRequest req;
+  req.set_session_id(o.id);
+  req.set_position(o.position);
+  v1::Session s;
+  grpc::Status st = Call(g, &v1::Retain::Stub::RewindSession, req, &s);
+  if (!st.ok()) return ReportRpcError(st);
+  std::fprintf(stderr, "[retain] rewound session %s to position %lld\n", s.id().c_str(), static_cast<long long>(s.position()));
   return kExitOk;
 }
 
@@ -252,7 +271,15 @@ void AddSessionCommands(CLI::App& app, const GlobalOptions& g, Action* action) {
   o = std::make_shared<SessionOptions>();
   CLI::App* fork = session->add_subcommand("fork", "Copy a session's state into a new session; prints its id");
   fork->add_option("ID", o->id, "session id")->required();
+  o->o_position = fork->add_option("--position", o->position, "fork the session as it was after its first N tokens");
   bind(fork, o, Fork);
+
+  o = std::make_shared<SessionOptions>();
+  CLI::App* rewind = session->add_subcommand(
+      "rewind", "Take a session back to its first POSITION tokens (regenerate, edit an earlier turn)");
+  rewind->add_option("ID", o->id, "session id")->required();
+  rewind->add_option("POSITION", o->position, "tokens to keep")->required();
+  bind(rewind, o, Rewind);
 
   o = std::make_shared<SessionOptions>();
   CLI::App* del = session->add_subcommand("delete", "Delete a session");

@@ -160,6 +160,7 @@ void GenerateCall::Start(const v1::GenerateRequest& request) {
   auto input = ValidateGenerateRequest(request, vc);
   if (!input.ok()) return Reject(input.status());
   input->deadline = CallDeadline(ctx_);
+  input->cache_namespace = CacheNamespace(deps_, tenant_);
   auto place = TakeRequestPlace(*caller);
   if (!place.ok()) return Reject(place.status());
   place_ = *std::move(place);
@@ -240,6 +241,7 @@ void GenerateCall::EngineFinished(const engine::FinishedEvent& e) {
     u->set_time_to_first_token_seconds(e.time_to_first_token_seconds);
     u->set_total_seconds(e.total_seconds);
     u->set_queue_seconds(e.queue_seconds);
+    u->set_cached_tokens(e.cached_tokens);
     f->set_position(e.position);
     f->set_text_tail(e.text_tail);
     Enqueue(std::move(r));

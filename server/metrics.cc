@@ -192,18 +192,25 @@ class StatsCollectable final : public prometheus::Collectable {
     if (!source_) return {};
     const auto stats = source_();
     std::vector<prometheus::MetricFamily> out;
-    auto family = [&](const char* name, const char* help, auto value) {
+    auto series = [&](const char* name, const char* help, prometheus::MetricType type, auto value) {
       prometheus::MetricFamily f;
       f.name = name;
       f.help = help;
-      f.type = prometheus::MetricType::Gauge;
+      f.type = type;
       for (const auto& [model, s] : stats) {
         prometheus::ClientMetric m;
         m.label.push_back({"model", model});
-        m.gauge.value = value(s);
+        (type == prometheus::MetricType::Counter ? m.counter.value : m.gauge.value) = value(s);
         f.metric.push_back(std::move(m));
       }
       out.push_back(std::move(f));
+    };
+    auto family = [&](const char* name, const char* help, auto value) {
+      series(name, help, prometheus::MetricType::Gauge, value);
+    };
+    // The engine's own running totals, exposed as counters (they only grow).
+    auto counter = [&](const char* name, const char* help, auto value) {
+      series(name, help, prometheus::MetricType::Counter, value);
     };
     using S = engine::EngineStats;
     family("retain_requests_running", "Requests in the running batch", [](const S& s) { return double(s.running); });
@@ -228,6 +235,23 @@ class StatsCollectable final : public prometheus::Collectable {
            [](const S& s) { return double(s.slots_used) * double(s.state_bytes); });
     family("retain_state_pool_bytes_capacity", "State pool bytes allocated (slots x state bytes)",
            [](const S& s) { return double(s.slots_total) * double(s.state_bytes); });
+    family("retain_checkpoint_bytes", "Host memory held by session checkpoints (rewind, fork at a position)",
+           [](const S& s) { return double(s.checkpoint_bytes); });
+    family("retain_checkpoints", "Session checkpoints held", [](const S& s) { return double(s.checkpoints); });
+    counter("retain_checkpoints_dropped_total",
+            "Checkpoints dropped, oldest first, for --checkpoint-budget-bytes or --max-checkpoints-per-session",
+            [](const S& s) { return double(s.checkpoints_dropped); });
+    counter("retain_prefix_cache_hits_total", "Fresh-state prompts served a cached prefix state",
+            [](const S& s) { return double(s.prefix_hits); });
+    counter("retain_prefix_cache_misses_total", "Fresh-state prompts with no cached prefix",
+            [](const S& s) { return double(s.prefix_misses); });
+    counter("retain_prefix_cache_hit_tokens_total", "Prompt tokens served from the prefix cache instead of prefilled",
+            [](const S& s) { return double(s.prefix_hit_tokens); });
+    counter("retain_prefix_cache_evictions_total", "Prefix cache entries evicted (least recently used) for room",
+            [](const S& s) { return double(s.prefix_evictions); });
+    family("retain_prefix_cache_bytes", "Host memory held by the prefix cache",
+           [](const S& s) { return double(s.prefix_cache_bytes); });
+    family("retain_prefix_cache_entries", "Prefix states cached", [](const S& s) { return double(s.prefix_cache_entries); });
     return out;
   }
 

@@ -9,7 +9,11 @@
 //              retain_request_duration_seconds, retain_request_queue_seconds,
 //              retain_decode_batch_size, retain_step_duration_seconds
 //   gauges     retain_requests_running, retain_requests_waiting, retain_sessions,
-//              retain_state_pool_bytes_used, retain_state_pool_bytes_capacity
+//              retain_state_pool_bytes_used, retain_state_pool_bytes_capacity,
+//              retain_checkpoint_bytes, retain_checkpoints, retain_prefix_cache_bytes,
+//              retain_prefix_cache_entries
+//   engine totals read at scrape time (counters): retain_checkpoints_dropped_total,
+//              retain_prefix_cache_{hits,misses,hit_tokens,evictions}_total
 // The gauges are read from Engine::Stats() when /metrics is scraped, so an idle server does no
 // periodic work. Thread-safe; prometheus-cpp types stay inside metrics.cc.
 #pragma once

@@ -27,6 +27,8 @@ void FillSession(const ServedModel& model, const engine::SessionInfo& info, v1::
   out->set_last_used_unix_seconds(absl::ToDoubleSeconds(info.last_used - absl::UnixEpoch()));
   out->set_state_bytes(static_cast<int64_t>(info.state_bytes));
   out->set_busy(info.busy);
+  for (int64_t p : info.checkpoints) out->add_checkpoint_positions(p);
+  out->set_history_start(info.history_start);
 }
 
 grpc::ServerUnaryReactor* FinishUnary(const ServiceDeps& deps, grpc::CallbackServerContext* ctx,
@@ -156,6 +158,8 @@ grpc::ServerUnaryReactor* RetainService::DeleteSession(grpc::CallbackServerConte
 
 grpc::ServerUnaryReactor* RetainService::ForkSession(grpc::CallbackServerContext* ctx,
                                                      const v1::ForkSessionRequest* request, v1::Session* response) {
+  if (request->has_position())
+    return StartRewindSession(deps_, ctx, request->session_id(), request->position(), /*fork=*/true, response);
   const absl::Time start = absl::Now();
   auto caller = Authenticate(deps_, ctx);
   absl::Status st = caller.ok() ? CheckSessionId(request->session_id(), "session_id") : caller.status();
@@ -178,6 +182,11 @@ grpc::ServerUnaryReactor* RetainService::ForkSession(grpc::CallbackServerContext
   LogUnary("fork_session", model, absl::StrCat(request->session_id().substr(0, kMaxSessionIdBytes), "->", fork_id),
            caller.ok() ? caller->tenant : "", st, start, ctx);
   return FinishUnary(deps_, ctx, st, model);
+}
+
+grpc::ServerUnaryReactor* RetainService::RewindSession(grpc::CallbackServerContext* ctx,
+                                                       const v1::RewindSessionRequest* request, v1::Session* response) {
+  return StartRewindSession(deps_, ctx, request->session_id(), request->position(), /*fork=*/false, response);
 }
 
 grpc::ServerWriteReactor<v1::SessionChunk>* RetainService::ExportSession(grpc::CallbackServerContext* ctx,

@@ -14,8 +14,9 @@ namespace retain::server {
 class RetainService final : public v1::Retain::CallbackService {
  public:
   // Both outlive the service and the gRPC server it is registered with.
-  RetainService(ModelRegistry* registry, Metrics* metrics, const Tenants* tenants, SessionOwners* owners)
-      : deps_{registry, metrics, &calls_, tenants, owners, &requests_} {}
+  RetainService(ModelRegistry* registry, Metrics* metrics, const Tenants* tenants, SessionOwners* owners,
+                bool prefix_cache_shared = false)
+      : deps_{registry, metrics, &calls_, tenants, owners, &requests_, prefix_cache_shared} {}
 
   // True once every streaming call (and CreateSession prefill) has ended, waiting at most `timeout`.
   bool WaitForCalls(absl::Duration timeout) { return calls_.WaitIdle(timeout); }
@@ -34,6 +35,8 @@ class RetainService final : public v1::Retain::CallbackService {
                                           v1::DeleteSessionResponse* response) override;
   grpc::ServerUnaryReactor* ForkSession(grpc::CallbackServerContext* ctx, const v1::ForkSessionRequest* request,
                                         v1::Session* response) override;
+  grpc::ServerUnaryReactor* RewindSession(grpc::CallbackServerContext* ctx, const v1::RewindSessionRequest* request,
+                                          v1::Session* response) override;
   grpc::ServerWriteReactor<v1::SessionChunk>* ExportSession(grpc::CallbackServerContext* ctx,
                                                             const v1::ExportSessionRequest* request) override;
   grpc::ServerReadReactor<v1::SessionChunk>* ImportSession(grpc::CallbackServerContext* ctx,

@@ -130,7 +130,7 @@ int RunServer(const ServerConfig& config) {
   SessionOwners owners(reg);
   if ((*tenants)->enabled()) (*metrics)->SetSessionsSource([&owners] { return owners.Counts(); });
 
-  RetainService service(reg, metrics->get(), tenants->get(), &owners);
+  RetainService service(reg, metrics->get(), tenants->get(), &owners, config.prefix_cache_shared);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;

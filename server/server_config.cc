@@ -11,6 +11,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "server/history_flags.h"
 
 #ifndef RETAIN_DEFAULT_MODEL_DIR
 #define RETAIN_DEFAULT_MODEL_DIR ""
@@ -75,6 +76,7 @@ struct RawFlags {
   std::string max_tokens_default = "256";
   std::string drain_timeout = "30";
   RawSecurityFlags security;
+  RawHistoryFlags history;
 };
 
 absl::StatusOr<ServerConfig> Build(const RawFlags& f) {
@@ -112,6 +114,7 @@ absl::StatusOr<ServerConfig> Build(const RawFlags& f) {
   if (!(st = ParseIntFlag(f.max_tokens_default, "--max-tokens-default", 0, 1 << 24, &s.default_max_tokens)).ok()) return st;
   if (!(st = ParseSecondsFlag(f.drain_timeout, "--drain-timeout", 0, &c.drain_timeout)).ok()) return st;
   if (!(st = BuildSecurityConfig(f.security, &c.security)).ok()) return st;
+  if (!(st = BuildHistoryConfig(f.history, &c.serving, &c.prefix_cache_shared)).ok()) return st;
   if (!(st = ValidateServerConfig(c)).ok()) return st;
   return c;
 }
@@ -239,6 +242,7 @@ ParsedFlags ParseServerConfig(int argc, const char* const* argv) {
                  "seconds running requests may take to finish after SIGTERM before they are cancelled")
       ->type_name("SECONDS")->capture_default_str();
   AddSecurityFlags(app, &f.security);
+  AddHistoryFlags(app, &f.history);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

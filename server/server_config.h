@@ -28,6 +28,7 @@ struct ServerConfig {
   engine::ServingOptions serving;
   absl::Duration drain_timeout = absl::Seconds(30);
   SecurityConfig security;  // TLS, tenants, gRPC transport limits (security_config.h)
+  bool prefix_cache_shared = false;  // --prefix-cache-shared (history_flags.h)
 };
 
 struct ParsedFlags {

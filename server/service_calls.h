@@ -56,6 +56,43 @@ struct ServiceDeps {
   const Tenants* tenants = nullptr;
   SessionOwners* owners = nullptr;
   RequestOwners* requests = nullptr;  // running Generate requests, for StopGeneration
+  bool prefix_cache_shared = false;   // --prefix-cache-shared
+};
+
+// The prefix-cache namespace of a caller's requests: its tenant, unless the operator lets all
+// tenants share cached prefixes.
+inline std::string CacheNamespace(const ServiceDeps& deps, const std::string& tenant) {
+  return deps.prefix_cache_shared ? std::string() : tenant;
+}
+
+// A reactor waiting for an engine prefill (CreateSession's prefix, a rewind's re-read tokens).
+class PrefillWaiter {
+ public:
+  virtual void Prefilled(const engine::FinishedEvent& e) = 0;
+  virtual void Failed(const absl::Status& status) = 0;
+
+ protected:
+  ~PrefillWaiter() = default;
+};
+
+// The engine sink of a prefill-only request: counts it in the metrics and hands its end to the
+// waiting reactor, reached only through `call` under `mu` (cleared in the reactor's OnDone, as
+// the sink may outlive it).
+class PrefillSink final : public engine::GenerateSink {
+ public:
+  PrefillSink(Metrics* metrics, std::string model, std::string tenant)
+      : metrics_(metrics), model_(std::move(model)), tenant_(std::move(tenant)) {}
+  void OnStarted(const engine::StartedEvent&) override {}
+  bool OnToken(engine::TokenEvent&&) override { return false; }  // max_tokens 0: never called
+  void OnFinished(const engine::FinishedEvent& e) override;
+  void OnError(const absl::Status& status) override;
+
+  std::mutex mu;
+  PrefillWaiter* call = nullptr;  // null once the reactor is done
+
+ private:
+  Metrics* const metrics_;
+  const std::string model_, tenant_;
 };
 
 // The call's tenant from its `authorization` metadata; Unauthenticated when tenants are on and
@@ -68,6 +105,16 @@ grpc::ServerUnaryReactor* StartCreateSession(const ServiceDeps& deps, grpc::Call
                                              const v1::CreateSessionRequest* request, v1::Session* response);
 grpc::ServerWriteReactor<v1::SessionChunk>* StartExportSession(const ServiceDeps& deps, grpc::CallbackServerContext* ctx,
                                                                const v1::ExportSessionRequest* request);
+// The end of a reactor's call (session_calls.cc): an error counted against its model (none while
+// it is unknown) and the log line; the status to finish with.
+grpc::Status EndCall(const ServiceDeps& deps, const char* rpc, const ServedModel* model, const std::string& session,
+                     const absl::Status& status, absl::Time start, const std::string& extra,
+                     const grpc::CallbackServerContext* ctx);
+
+// history_calls.cc: RewindSession, and ForkSession with a position.
+grpc::ServerUnaryReactor* StartRewindSession(const ServiceDeps& deps, grpc::CallbackServerContext* ctx,
+                                             const std::string& session_id, int64_t position, bool fork,
+                                             v1::Session* response);
 grpc::ServerReadReactor<v1::SessionChunk>* StartImportSession(const ServiceDeps& deps, grpc::CallbackServerContext* ctx,
                                                               v1::Session* response);
 

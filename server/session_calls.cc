@@ -34,39 +34,9 @@ void LogCall(const char* rpc, const std::string& model, const std::string& sessi
   LogLine(line);
 }
 
-// The end of a session call: an error counted against its model (none while it is unknown) and
-// the log line; the status the reactor finishes with.
-grpc::Status EndCall(const ServiceDeps& deps, const char* rpc, const ServedModel* model, const std::string& session,
-                     const absl::Status& status, absl::Time start, const std::string& extra,
-                     const grpc::CallbackServerContext* ctx) {
-  const std::string name = model != nullptr ? model->name : "";
-  if (!status.ok()) deps.metrics->RecordError(name, status.code());
-  LogCall(rpc, name, session, status, start, extra, ctx);
-  return ToGrpcStatus(status);
-}
-
 // ---- CreateSession ------------------------------------------------------------------------
 
-class CreateSessionCall;
-
-class PrefillSink final : public engine::GenerateSink {
- public:
-  PrefillSink(Metrics* metrics, std::string model, std::string tenant)
-      : metrics_(metrics), model_(std::move(model)), tenant_(std::move(tenant)) {}
-  void OnStarted(const engine::StartedEvent&) override {}
-  bool OnToken(engine::TokenEvent&&) override { return false; }  // max_tokens 0: never called
-  void OnFinished(const engine::FinishedEvent& e) override;
-  void OnError(const absl::Status& status) override;
-
-  std::mutex mu;
-  CreateSessionCall* call = nullptr;  // null once the reactor is done
-
- private:
-  Metrics* const metrics_;
-  const std::string model_, tenant_;
-};
-
-class CreateSessionCall final : public grpc::ServerUnaryReactor {
+class CreateSessionCall final : public grpc::ServerUnaryReactor, public PrefillWaiter {
  public:
   CreateSessionCall(const ServiceDeps& deps, grpc::CallbackServerContext* ctx, v1::Session* response)
       : deps_(deps), ctx_(ctx), response_(response) {
@@ -100,6 +70,7 @@ class CreateSessionCall final : public grpc::ServerUnaryReactor {
     in.max_tokens = 0;  // prefill only
     in.sampling.temperature = 0;
     in.deadline = CallDeadline(ctx_);
+    in.cache_namespace = CacheNamespace(deps_, tenant_);
     sink_ = std::make_shared<PrefillSink>(deps_.metrics, model_->name, tenant_);
     sink_->call = this;
     auto id = engine.Submit(std::move(in), sink_);
@@ -114,7 +85,7 @@ class CreateSessionCall final : public grpc::ServerUnaryReactor {
   }
 
   // With sink_->mu held.
-  void Prefilled(const engine::FinishedEvent& e) {
+  void Prefilled(const engine::FinishedEvent& e) override {
     engine::Engine& engine = *model_->engine;
     if (e.reason == engine::FinishReason::kLength) {
       auto info = engine.GetSession(session_id_);
@@ -130,7 +101,7 @@ class CreateSessionCall final : public grpc::ServerUnaryReactor {
       return DoneAfterPrefill(absl::DeadlineExceededError("deadline passed while the prefix was prefilled"), e);
     return DoneAfterPrefill(absl::CancelledError("cancelled while the prefix was prefilled"), e);
   }
-  void Failed(const absl::Status& status) {
+  void Failed(const absl::Status& status) override {
     (void)model_->engine->DeleteSession(session_id_);
     deps_.owners->Remove(session_id_);
     Done(status, "");
@@ -176,16 +147,6 @@ class CreateSessionCall final : public grpc::ServerUnaryReactor {
   std::shared_ptr<PrefillSink> sink_;
   std::string request_id_;
 };
-
-void PrefillSink::OnFinished(const engine::FinishedEvent& e) {
-  metrics_->RecordFinished(model_, tenant_, e);
-  std::lock_guard<std::mutex> l(mu);
-  if (call != nullptr) call->Prefilled(e);
-}
-void PrefillSink::OnError(const absl::Status& status) {
-  std::lock_guard<std::mutex> l(mu);
-  if (call != nullptr) call->Failed(status);
-}
 
 // ---- ExportSession ------------------------------------------------------------------------
 
@@ -328,6 +289,25 @@ class ImportCall final : public grpc::ServerReadReactor<v1::SessionChunk> {
 };
 
 }  // namespace
+
+grpc::Status EndCall(const ServiceDeps& deps, const char* rpc, const ServedModel* model, const std::string& session,
+                     const absl::Status& status, absl::Time start, const std::string& extra,
+                     const grpc::CallbackServerContext* ctx) {
+  const std::string name = model != nullptr ? model->name : "";
+  if (!status.ok()) deps.metrics->RecordError(name, status.code());
+  LogCall(rpc, name, session, status, start, extra, ctx);
+  return ToGrpcStatus(status);
+}
+
+void PrefillSink::OnFinished(const engine::FinishedEvent& e) {
+  metrics_->RecordFinished(model_, tenant_, e);
+  std::lock_guard<std::mutex> l(mu);
+  if (call != nullptr) call->Prefilled(e);
+}
+void PrefillSink::OnError(const absl::Status& status) {
+  std::lock_guard<std::mutex> l(mu);
+  if (call != nullptr) call->Failed(status);
+}
 
 grpc::ServerUnaryReactor* StartCreateSession(const ServiceDeps& deps, grpc::CallbackServerContext* ctx,
                                              const v1::CreateSessionRequest* request, v1::Session* response) {

@@ -15,12 +15,17 @@
 #include "retain/engine/model.h"
 #include "retain/engine/serving.h"
 #include "tests/testing/direct_greedy.h"
+#include "tests/testing/engine_requests.h"
 #include "tests/testing/paths.h"
 
 namespace retain::engine {
 namespace {
 
 using retain::testing::DefaultModelDir;
+using retain::testing::Greedy;
+using retain::testing::MakeEngine;
+using retain::testing::RecordingSink;
+using retain::testing::RunToEnd;
 
 std::string ModelDir() { return DefaultModelDir(); }
 
@@ -28,80 +33,6 @@ std::vector<TokenId> Bytes(const std::string& s) { return retain::testing::ByteT
 
 std::vector<TokenId> DirectGreedy(const std::vector<TokenId>& prompt, int n) {
   return retain::testing::DirectGreedy(DefaultModelDir(), prompt, n);
-}
-
-// Records what a request streams; Wait() blocks until it ends.
-class RecordingSink : public GenerateSink {
- public:
-  explicit RecordingSink(int accept_tokens = -1) : accept_(accept_tokens) {}
-  void OnStarted(const StartedEvent& e) override {
-    std::lock_guard<std::mutex> l(mu_);
-    started = e;
-  }
-  bool OnToken(TokenEvent&& e) override {
-    std::lock_guard<std::mutex> l(mu_);
-    if (accept_ >= 0 && static_cast<int>(tokens.size()) >= accept_) return false;
-    tokens.push_back(e.id);
-    text += e.text;
-    events.push_back(std::move(e));
-    return true;
-  }
-  void OnFinished(const FinishedEvent& e) override {
-    std::lock_guard<std::mutex> l(mu_);
-    finished = e;
-    done_ = true;
-    cv_.notify_all();
-  }
-  void OnError(const absl::Status& s) override {
-    std::lock_guard<std::mutex> l(mu_);
-    error = s;
-    done_ = true;
-    cv_.notify_all();
-  }
-  void Wait() {
-    std::unique_lock<std::mutex> l(mu_);
-    cv_.wait(l, [&] { return done_; });
-  }
-
-  std::optional<StartedEvent> started;
-  std::vector<TokenId> tokens;
-  std::vector<TokenEvent> events;
-  std::string text;
-  std::optional<FinishedEvent> finished;
-  absl::Status error;
-
- private:
-  int accept_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool done_ = false;
-};
-
-std::unique_ptr<Engine> MakeEngine(ServingOptions o = {}, EngineObserver* observer = nullptr, int threads = 1) {
-  auto model = LoadModel(ModelDir(), ModelOptions{.num_threads = threads});
-  EXPECT_TRUE(model.ok()) << model.status();
-  auto tok = LoadModelTokenizer((*model)->config());
-  EXPECT_TRUE(tok.ok()) << tok.status();
-  auto engine = Engine::Create(std::move(*model), std::move(*tok), o, observer);
-  EXPECT_TRUE(engine.ok()) << engine.status();
-  return std::move(*engine);
-}
-
-GenerateInput Greedy(std::vector<TokenId> prompt, int max_tokens, std::string session = "") {
-  GenerateInput in;
-  in.session_id = std::move(session);
-  in.prompt = std::move(prompt);
-  in.sampling.temperature = 0;
-  in.max_tokens = max_tokens;
-  return in;
-}
-
-std::shared_ptr<RecordingSink> RunToEnd(Engine& e, GenerateInput in, int accept = -1) {
-  auto sink = std::make_shared<RecordingSink>(accept);
-  auto id = e.Submit(std::move(in), sink);
-  EXPECT_TRUE(id.ok()) << id.status();
-  if (id.ok()) sink->Wait();
-  return sink;
 }
 
 TEST(StepPlanner, DecodesFirstThenPromptChunksInArrivalOrderWithinBudget) {

@@ -24,6 +24,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "engine/serving/checkpoints.h"
+#include "engine/serving/prefix_cache.h"
 #include "engine/serving/state_pool.h"
 #include "engine/serving/step_planner.h"
 #include "retain/engine/serving.h"
@@ -56,6 +58,10 @@ absl::Status ValidateServingOptions(const ServingOptions& o) {
   if (o.max_tokens_limit < 0) return bad("max_tokens_limit", "must be >= 0");
   if (o.default_max_tokens < 0 || o.default_max_tokens > o.max_tokens_limit)
     return bad("default_max_tokens", "must be in [0, max_tokens_limit]");
+  if (o.checkpoint_interval < 0) return bad("checkpoint_interval", "must be >= 0 (0 = only at the end of each request)");
+  if (o.max_checkpoints_per_session < 1) return bad("max_checkpoints_per_session", "must be >= 1");
+  if (o.max_history_tokens < 1) return bad("max_history_tokens", "must be >= 1");
+  if (o.prefix_block < 1) return bad("prefix_block", "must be >= 1");
   return absl::OkStatus();
 }
 
@@ -81,6 +87,7 @@ struct Session {
   bool anonymous = false;           // a throw-away state: never listed, gone with its request
   std::list<Session*>::iterator lru;  // valid while idle and named
   bool in_lru = false;
+  SessionHistory history;  // named sessions only: tokens from history.base() on, checkpoints
 };
 
 struct Request {
@@ -98,6 +105,14 @@ struct Request {
   bool from_stored = false;  // samples first from the session's last_logits, with nothing to feed
   int prompt_tokens = 0;
   int prompt_fed = 0;
+  int cached_tokens = 0;
+  // The state position at which the prompt is all fed (the held-back token excluded); prefill
+  // chunks are cut at prefix-cache blocks and checkpoint intervals before it.
+  int64_t prompt_end = 0;
+  // Set when the request started from a fresh state with the prefix cache on: its whole prompt,
+  // whose prefixes are cached as the state passes block boundaries and the prompt's end.
+  std::vector<TokenId> fresh_prompt;
+  std::string cache_namespace;
   int max_tokens = 0;
   int generated = 0;
   int64_t position_before = 0;
@@ -147,7 +162,10 @@ class EngineImpl final : public Engine {
   EngineImpl(std::unique_ptr<Model> model, std::unique_ptr<Tokenizer> tokenizer, const ServingOptions& options,
              EngineObserver* observer, std::unique_ptr<StatePool> pool)
       : model_(std::move(model)), tokenizer_(std::move(tokenizer)), options_(options), observer_(observer),
-        pool_(std::move(pool)), vocab_(model_->config().vocab_size) {
+        pool_(std::move(pool)), vocab_(model_->config().vocab_size),
+        checkpoints_(options_.checkpoint_budget_bytes, options_.max_checkpoints_per_session,
+                     static_cast<size_t>(options_.max_history_tokens)),
+        cache_(options_.prefix_cache_bytes) {
     logits_.resize(static_cast<size_t>(options_.max_batch) * vocab_);
     seqs_.reserve(options_.max_batch);
     plan_.reserve(options_.max_batch);
@@ -228,9 +246,12 @@ class EngineImpl final : public Engine {
     (*dst)->position = src->position;
     (*dst)->pending = src->pending;
     (*dst)->last_logits = src->last_logits;
+    checkpoints_.CopyInto(src->history, &(*dst)->history);
     cv_.notify_all();
     return InfoLocked(**dst);
   }
+  absl::StatusOr<std::string> RewindSession(const std::string& id, int64_t position, absl::Time deadline,
+                                            std::shared_ptr<GenerateSink> sink) override;
   absl::StatusOr<SessionSnapshot> ExportSession(const std::string& id) override {
     std::lock_guard<std::mutex> l(mu_);
     RETAIN_ASSIGN_OR_RETURN(Session * s, FindLocked(id));
@@ -261,6 +282,11 @@ class EngineImpl final : public Engine {
     s->position = snap.position;
     s->pending = snap.pending;
     s->last_logits = snap.last_logits;
+    // The tokens before the snapshot are unknown, but its state is an exact start: rewinding to
+    // the import position needs no others.
+    s->history.ResetAt(snap.pending ? snap.position - 1 : snap.position);
+    if (snap.pending) s->history.Append(*snap.pending);
+    checkpoints_.Add(&s->history, s->history.base(), snap.state);
     cv_.notify_all();
     return InfoLocked(*s);
   }
@@ -274,6 +300,15 @@ class EngineImpl final : public Engine {
     st.slots_total = pool_->slots();
     st.slots_used = pool_->used();
     st.state_bytes = pool_->slot_bytes();
+    st.checkpoint_bytes = checkpoints_.bytes();
+    st.checkpoints = static_cast<int64_t>(checkpoints_.count());
+    st.checkpoints_dropped = checkpoints_.dropped();
+    st.prefix_hits = prefix_hits_;
+    st.prefix_misses = prefix_misses_;
+    st.prefix_hit_tokens = prefix_hit_tokens_;
+    st.prefix_evictions = cache_.evictions();
+    st.prefix_cache_bytes = cache_.bytes();
+    st.prefix_cache_entries = static_cast<int64_t>(cache_.entries());
     return st;
   }
 
@@ -315,6 +350,8 @@ class EngineImpl final : public Engine {
     i.last_used = s.last_used;
     i.state_bytes = pool_->slot_bytes();
     i.busy = s.request != nullptr;
+    i.checkpoints = s.history.checkpoint_positions();
+    i.history_start = s.history.base();
     return i;
   }
 
@@ -332,6 +369,7 @@ class EngineImpl final : public Engine {
 
   void DropSessionLocked(Session* s) {
     TouchLocked(s, true);
+    checkpoints_.Forget(&s->history);
     pool_->Release(s->slot);
     if (!s->anonymous) --named_sessions_;
     sessions_.erase(s->id);
@@ -377,6 +415,19 @@ class EngineImpl final : public Engine {
   }
 
   absl::Status ValidateInput(const GenerateInput& in) const;
+  std::unique_ptr<Request> MakeRequest(GenerateInput& in, std::shared_ptr<GenerateSink> sink);
+  absl::Status AdmissibleLocked() const;
+  // Queues `r` on `s` (idle, checked) to feed `prompt` after the session's pending token.
+  std::string EnqueueLocked(std::unique_ptr<Request> r, Session* s, absl::Span<const TokenId> prompt);
+  // A fresh session's prompt: serves its longest cached prefix into the session's slot and
+  // returns how many tokens that covers; the request will cache what it computes.
+  int64_t UsePrefixCacheLocked(Request* r, Session* s, absl::Span<const TokenId> prompt);
+  // The state position at which `r`'s next prompt chunk must stop, so that a state to keep exists.
+  int64_t NextCutLocked(const Request& r) const;
+  // After a step fed `r` up to a cut: the prefix-cache entry or checkpoint due there.
+  void SnapshotLocked(Request* r);
+  // At the end of a request on a named session: the turn's checkpoint.
+  void CheckpointTurnLocked(Session* s);
   void Loop();
   void SweepTtlLocked();
   // Ends `r` under the lock: session bookkeeping, and the event the sink gets after unlocking.
@@ -395,6 +446,9 @@ class EngineImpl final : public Engine {
   EngineObserver* observer_;
   std::unique_ptr<StatePool> pool_;
   const int vocab_;
+  CheckpointStore checkpoints_;  // under mu_
+  PrefixCache cache_;            // under mu_
+  uint64_t prefix_hits_ = 0, prefix_misses_ = 0, prefix_hit_tokens_ = 0;
 
   std::mutex mu_;
   std::condition_variable cv_, idle_cv_;
@@ -450,11 +504,8 @@ absl::Status EngineImpl::ValidateInput(const GenerateInput& in) const {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> EngineImpl::Submit(GenerateInput in, std::shared_ptr<GenerateSink> sink) {
-  RETAIN_RETURN_IF_ERROR(ValidateInput(in));
+std::unique_ptr<Request> EngineImpl::MakeRequest(GenerateInput& in, std::shared_ptr<GenerateSink> sink) {
   const int max_tokens = in.max_tokens.value_or(options_.default_max_tokens);
-  if (in.prompt.empty() && in.session_id.empty())
-    return absl::InvalidArgumentError("prompt is empty: a prompt is required unless continuing a session");
   auto r = std::make_unique<Request>(in.sampling, vocab_);
   r->sampler.ObservePrompt(in.prompt);
   if (tokenizer_ != nullptr) r->text.emplace(tokenizer_.get(), std::move(in.stop));
@@ -465,14 +516,28 @@ absl::StatusOr<std::string> EngineImpl::Submit(GenerateInput in, std::shared_ptr
   r->max_tokens = max_tokens;
   r->prefill_only = max_tokens == 0;
   r->prompt_tokens = static_cast<int>(in.prompt.size());
+  r->cache_namespace = std::move(in.cache_namespace);
   r->sink = std::move(sink);
   r->submitted = Clock::now();
+  return r;
+}
 
-  std::unique_lock<std::mutex> l(mu_);
+absl::Status EngineImpl::AdmissibleLocked() const {
   if (draining_ || stop_) return absl::UnavailableError("server is draining; not accepting new requests");
   if (static_cast<int>(waiting_.size()) >= options_.max_queue) {
     return absl::ResourceExhaustedError(absl::StrCat("request queue full (", options_.max_queue, " waiting, --max-queue)"));
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> EngineImpl::Submit(GenerateInput in, std::shared_ptr<GenerateSink> sink) {
+  RETAIN_RETURN_IF_ERROR(ValidateInput(in));
+  if (in.prompt.empty() && in.session_id.empty())
+    return absl::InvalidArgumentError("prompt is empty: a prompt is required unless continuing a session");
+  std::unique_ptr<Request> r = MakeRequest(in, std::move(sink));
+
+  std::unique_lock<std::mutex> l(mu_);
+  RETAIN_RETURN_IF_ERROR(AdmissibleLocked());
   Session* s = nullptr;
   if (in.session_id.empty()) {
     RETAIN_ASSIGN_OR_RETURN(s, NewSessionLocked(true));
@@ -486,15 +551,45 @@ absl::StatusOr<std::string> EngineImpl::Submit(GenerateInput in, std::shared_ptr
           " has no pending token to continue from (it is new, or its last request ended on EOS or a stop token)"));
     }
   }
+  absl::Span<const TokenId> prompt(in.prompt);
+  if (s->position == 0 && cache_.enabled()) prompt.remove_prefix(static_cast<size_t>(UsePrefixCacheLocked(r.get(), s, prompt)));
+  std::string id = EnqueueLocked(std::move(r), s, prompt);
+  l.unlock();
+  cv_.notify_all();
+  return id;
+}
+
+int64_t EngineImpl::UsePrefixCacheLocked(Request* r, Session* s, absl::Span<const TokenId> prompt) {
+  r->fresh_prompt.assign(prompt.begin(), prompt.end());
+  // The prompt's last token is always fed (or held back as pending): its logits are needed.
+  const PrefixCache::Hit hit = cache_.Lookup(r->cache_namespace, prompt, static_cast<int64_t>(prompt.size()) - 1);
+  if (hit.tokens == 0 || !model_->ImportState(*hit.state, pool_->slot(s->slot)).ok()) {
+    if (hit.tokens != 0) (void)model_->InitState(pool_->slot(s->slot));  // never half a cached state
+    ++prefix_misses_;
+    return 0;
+  }
+  ++prefix_hits_;
+  prefix_hit_tokens_ += static_cast<uint64_t>(hit.tokens);
+  s->position = hit.tokens;
+  if (!s->anonymous) {
+    s->history.Reserve(static_cast<size_t>(hit.tokens));
+    for (int64_t i = 0; i < hit.tokens; ++i) s->history.Append(prompt[static_cast<size_t>(i)]);
+  }
+  r->cached_tokens = static_cast<int>(hit.tokens);
+  r->prompt_fed = r->cached_tokens;
+  return hit.tokens;
+}
+
+std::string EngineImpl::EnqueueLocked(std::unique_ptr<Request> r, Session* s, absl::Span<const TokenId> prompt) {
   r->id = absl::StrCat("req-", next_request_++);
   r->session = s;
-  r->position_before = s->position;
+  r->position_before = s->position - r->cached_tokens;
   if (s->pending) {
     r->input.push_back(*s->pending);
     r->counted = 1;
     s->pending.reset();
   }
-  r->input.insert(r->input.end(), in.prompt.begin(), in.prompt.end());
+  r->input.insert(r->input.end(), prompt.begin(), prompt.end());
   if (!r->input.empty()) {
     s->last_logits.clear();  // whatever is fed next supersedes them
   } else {
@@ -508,15 +603,79 @@ absl::StatusOr<std::string> EngineImpl::Submit(GenerateInput in, std::shared_ptr
       r->hold_back_counted = true;
     }
   }
+  r->prompt_end = s->position - static_cast<int64_t>(r->counted) + static_cast<int64_t>(r->input.size());
+  // Capacity for everything this request can append, so its steps never grow the history.
+  if (!s->anonymous) s->history.Reserve(r->input.size() + static_cast<size_t>(r->max_tokens) + 1);
   s->request = r.get();
   TouchLocked(s, true);
   Request* raw = r.get();
   std::string id = raw->id;
   requests_.emplace(id, std::move(r));
   waiting_.push_back(raw);
+  return id;
+}
+
+absl::StatusOr<std::string> EngineImpl::RewindSession(const std::string& id, int64_t position, absl::Time deadline,
+                                                      std::shared_ptr<GenerateSink> sink) {
+  GenerateInput in;
+  in.max_tokens = 0;
+  in.sampling.temperature = 0;
+  in.deadline = deadline;
+  std::unique_ptr<Request> r = MakeRequest(in, std::move(sink));
+  std::unique_lock<std::mutex> l(mu_);
+  RETAIN_RETURN_IF_ERROR(AdmissibleLocked());
+  RETAIN_ASSIGN_OR_RETURN(Session * s, FindLocked(id));
+  if (s->request != nullptr) return Busy(id);
+  if (position < 0 || position > s->position)
+    return absl::InvalidArgumentError(absl::StrCat("position ", position, " is outside [0, ", s->position,
+                                                   "] (the session's current position)"));
+  RETAIN_ASSIGN_OR_RETURN(SessionHistory::Start start, s->history.StartFor(position));
+  const std::vector<TokenId>& known = s->history.tokens();
+  std::vector<TokenId> refeed(known.begin() + (start.position - s->history.base()),
+                              known.begin() + (position - s->history.base()));
+  // Restored in the scratch slot first, so a failure leaves the session as it was.
+  void* scratch = pool_->slot(pool_->scratch());
+  RETAIN_RETURN_IF_ERROR(start.state != nullptr ? model_->ImportState(*start.state, scratch) : model_->InitState(scratch));
+  pool_->SwapScratch(&s->slot);
+  checkpoints_.TruncateAfter(&s->history, start.position);
+  s->position = start.position;
+  s->pending.reset();
+  s->last_logits.clear();
+  r->prompt_tokens = static_cast<int>(refeed.size());
+  std::string rid = EnqueueLocked(std::move(r), s, refeed);
   l.unlock();
   cv_.notify_all();
-  return id;
+  return rid;
+}
+
+int64_t EngineImpl::NextCutLocked(const Request& r) const {
+  const Session& s = *r.session;
+  const int64_t pos = s.position - static_cast<int64_t>(r.counted > r.fed ? r.counted - r.fed : 0);
+  int64_t cut = r.prompt_end;
+  if (!r.fresh_prompt.empty()) cut = std::min(cut, (pos / options_.prefix_block + 1) * options_.prefix_block);
+  if (!s.anonymous && options_.checkpoint_interval > 0 && checkpoints_.enabled())
+    cut = std::min(cut, (pos / options_.checkpoint_interval + 1) * options_.checkpoint_interval);
+  return std::max<int64_t>(1, cut - pos);
+}
+
+void EngineImpl::SnapshotLocked(Request* r) {
+  Session* s = r->session;
+  const int64_t pos = s->position;  // every counted token is fed once a step has fed any
+  if (pos > r->prompt_end || r->generated > 0) return;
+  void* state = pool_->slot(s->slot);
+  if (!r->fresh_prompt.empty() && (pos % options_.prefix_block == 0 || pos == r->prompt_end) &&
+      pos <= static_cast<int64_t>(r->fresh_prompt.size())) {
+    absl::Span<const TokenId> prefix = absl::MakeConstSpan(r->fresh_prompt).first(static_cast<size_t>(pos));
+    if (!cache_.Contains(r->cache_namespace, prefix)) {
+      absl::StatusOr<std::string> bytes = model_->ExportState(state);
+      if (bytes.ok()) cache_.Insert(r->cache_namespace, prefix, *std::move(bytes));
+    }
+  }
+  if (!s->anonymous && options_.checkpoint_interval > 0 && pos % options_.checkpoint_interval == 0 &&
+      checkpoints_.enabled() && !s->history.HasCheckpointAt(pos)) {
+    absl::StatusOr<std::string> bytes = model_->ExportState(state);
+    if (bytes.ok()) checkpoints_.Add(&s->history, pos, *std::move(bytes));
+  }
 }
 
 FinishedEvent EngineImpl::FinishLocked(Request* r, FinishReason reason, Clock::time_point now) {
@@ -530,14 +689,17 @@ FinishedEvent EngineImpl::FinishLocked(Request* r, FinishReason reason, Clock::t
     if (!r->hold_back_counted) {
       s->position += 1;
       r->prompt_fed += 1;
+      if (!s->anonymous) s->history.Append(*r->hold_back);
     }
   }
   s->request = nullptr;
+  if (!s->anonymous) CheckpointTurnLocked(s);
   FinishedEvent e;
   e.request_id = r->id;
   e.reason = reason;
   e.prompt_tokens = r->prompt_fed;
   e.generated_tokens = r->generated;
+  e.cached_tokens = r->cached_tokens;
   e.queue_seconds = r->admitted ? Seconds(r->submitted, r->started) : Seconds(r->submitted, now);
   e.time_to_first_token_seconds = r->generated > 0 ? Seconds(r->submitted, r->first_token) : 0.0;
   e.total_seconds = Seconds(r->submitted, now);
@@ -550,6 +712,16 @@ FinishedEvent EngineImpl::FinishLocked(Request* r, FinishReason reason, Clock::t
   waiting_.erase(std::remove(waiting_.begin(), waiting_.end(), r), waiting_.end());
   running_.erase(std::remove(running_.begin(), running_.end(), r), running_.end());
   return e;
+}
+
+void EngineImpl::CheckpointTurnLocked(Session* s) {
+  // The state has consumed every token but the pending one.
+  const int64_t fed = s->position - (s->pending ? 1 : 0);
+  if (checkpoints_.enabled() && fed > 0 && !s->history.HasCheckpointAt(fed)) {
+    absl::StatusOr<std::string> bytes = model_->ExportState(pool_->slot(s->slot));
+    if (bytes.ok()) checkpoints_.Add(&s->history, fed, *std::move(bytes));
+  }
+  checkpoints_.TrimTokens(&s->history);
 }
 
 void EngineImpl::SweepTtlLocked() {
@@ -687,8 +859,9 @@ void EngineImpl::Loop() {
     PlanStep(remaining_, options_.max_step_tokens, prefill_budget_.Next(decodes, options_.max_step_tokens), &plan_);
     seqs_.clear();
     int decode_rows = 0, prefill_tokens = 0;
-    for (const PlanItem& p : plan_) {
+    for (PlanItem& p : plan_) {
       Request* r = running_[p.index];
+      if (p.tokens > 1) p.tokens = static_cast<int>(std::min<int64_t>(p.tokens, NextCutLocked(*r)));
       seqs_.push_back(SequenceInput{absl::MakeConstSpan(r->input.data() + r->fed, p.tokens), pool_->slot(r->session->slot), false});
       (p.tokens == 1 && r->generated > 0 ? decode_rows : prefill_tokens) += p.tokens;
     }
@@ -763,7 +936,10 @@ void EngineImpl::Loop() {
       const size_t already = r->fed < r->counted ? std::min<size_t>(r->counted - r->fed, o.fed) : 0;
       s->position += static_cast<int64_t>(o.fed - already);
       r->prompt_fed += static_cast<int>(o.fed - already);  // sampled tokens are always counted
+      if (!s->anonymous)
+        for (size_t k = r->fed + already; k < r->fed + o.fed; ++k) s->history.Append(r->input[k]);
       r->fed += o.fed;
+      if (o.fed > 0) SnapshotLocked(r);
       if (r->prefill_only && r->fed == r->input.size()) {
         finished.emplace_back(r->sink, FinishLocked(r, FinishReason::kLength, done));
         requests_.erase(r->id);
@@ -772,6 +948,7 @@ void EngineImpl::Loop() {
       r->from_stored = false;
       if (o.sampled && o.delivered) {
         s->position += 1;
+        if (!s->anonymous) s->history.Append(o.token);
         r->generated += 1;
         if (r->generated == 1) {
           r->first_token = done;

@@ -43,6 +43,19 @@ struct ServingOptions {
   int max_tokens_limit = 8192;    // the largest max_tokens a request may ask for
   int default_max_tokens = 256;   // when a request gives none
   TokenId eos_token_id = 0;       // RWKV World's <|endoftext|>; -1 = the model has none
+  // Checkpoints (rewind, fork at a position): a named session's state is copied at the end of
+  // each request and, when checkpoint_interval > 0, every that many tokens of a prompt; all
+  // sessions' copies share checkpoint_budget_bytes of host memory (oldest dropped first), at most
+  // max_checkpoints_per_session each. A session also keeps the token ids it consumed (at most
+  // max_history_tokens), so positions between checkpoints are rebuilt exactly.
+  size_t checkpoint_budget_bytes = size_t{256} << 20;  // 0 = no checkpoints
+  int checkpoint_interval = 0;
+  int max_checkpoints_per_session = 16;
+  int64_t max_history_tokens = 1 << 18;
+  // The prefix cache: states after every prefix_block tokens and at the end of prompts that start
+  // from a fresh state, LRU within prefix_cache_bytes of host memory; 0 = off.
+  int prefix_block = 256;
+  size_t prefix_cache_bytes = 0;
 };
 
 // InvalidArgument naming the option when options are inconsistent.
@@ -58,6 +71,9 @@ struct GenerateInput {
   bool ignore_eos = false;
   int logprobs = 0;  // top-n alternatives, [0, kMaxTopLogprobs]
   absl::Time deadline = absl::InfiniteFuture();
+  // Prefix-cache entries are shared only by requests with the same namespace (the server's
+  // tenant, or one namespace for all when the operator allows sharing).
+  std::string cache_namespace;
 };
 
 enum class FinishReason { kLength, kStop, kEos, kCancelled, kDeadline };
@@ -84,6 +100,7 @@ struct FinishedEvent {
   TokenId stop_token_id = -1;  // matched stop token id
   int prompt_tokens = 0;      // prompt tokens consumed by this request
   int generated_tokens = 0;   // tokens delivered
+  int cached_tokens = 0;      // of prompt_tokens, served from the prefix cache (not fed)
   double queue_seconds = 0, time_to_first_token_seconds = 0, total_seconds = 0;
   int64_t position = 0;       // the session's position after
   std::string text_tail;      // held-back text released at the end
@@ -107,6 +124,8 @@ struct SessionInfo {
   absl::Time created, last_used;
   size_t state_bytes = 0;
   bool busy = false;
+  std::vector<int64_t> checkpoints;  // positions whose state is kept, ascending
+  int64_t history_start = 0;         // the session knows the tokens it consumed from here on
 };
 
 // A session's state as host bytes (Model::ExportState's snapshot) with what the model state does
@@ -127,6 +146,12 @@ struct EngineStats {
   int sessions = 0;  // named sessions (throw-away states not counted)
   int slots_total = 0, slots_used = 0;
   size_t state_bytes = 0;  // per slot
+  size_t checkpoint_bytes = 0;
+  int64_t checkpoints = 0;
+  uint64_t checkpoints_dropped = 0;  // for the budget or the per-session count, since start
+  uint64_t prefix_hits = 0, prefix_misses = 0, prefix_hit_tokens = 0, prefix_evictions = 0;
+  size_t prefix_cache_bytes = 0;
+  int64_t prefix_cache_entries = 0;
 };
 
 // Metrics hooks, called on the step thread (OnEviction also on the caller's thread).
@@ -167,6 +192,15 @@ class Engine {
   virtual std::vector<SessionInfo> ListSessions() = 0;
   virtual absl::Status DeleteSession(const std::string& id) = 0;
   virtual absl::StatusOr<SessionInfo> ForkSession(const std::string& id) = 0;
+  // The session goes back to having consumed exactly its first `position` tokens: its state is
+  // restored from the nearest checkpoint before `position` (or the initial state) and the
+  // recorded tokens between are fed again by a prefill-only request, whose end `sink` gets
+  // (OnFinished kLength = done; the request id is returned). Afterwards the session holds token
+  // position-1 as its pending token, exactly as a session prefilled with those tokens does.
+  // Codes: InvalidArgument (position outside [0, position]), FailedPrecondition (busy, or the
+  // tokens needed are no longer known), plus Submit's.
+  virtual absl::StatusOr<std::string> RewindSession(const std::string& id, int64_t position, absl::Time deadline,
+                                                    std::shared_ptr<GenerateSink> sink) = 0;
   virtual absl::StatusOr<SessionSnapshot> ExportSession(const std::string& id) = 0;
   // Checks the snapshot against the model (shape, finite values, pending id < vocab) before a
   // slot is taken.
