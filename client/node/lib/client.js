@@ -113,8 +113,17 @@ class Client {
   }
 
   // A new Session whose state is a copy of this one's.
-  async forkSession(session) {
-    return new Session(this, await this._unary('ForkSession', { sessionId: idOf(session) }));
+  // A copy of the session, or (with `position`) of the session as it was after its first
+  // `position` tokens.
+  async forkSession(session, position) {
+    const request = { sessionId: idOf(session) };
+    if (position !== undefined) request.position = position;
+    return new Session(this, await this._unary('ForkSession', request));
+  }
+
+  // Takes the session back to having consumed its first `position` tokens.
+  async rewindSession(session, position) {
+    return new Session(this, await this._unary('RewindSession', { sessionId: idOf(session), position }));
   }
 
   // Writes the session's snapshot to the file at `path`, through PATH.partial renamed once the

@@ -132,9 +132,21 @@ class Client:
     def delete_session(self, session):
         self._call(self._stub.DeleteSession, pb.DeleteSessionRequest(session_id=_id(session)))
 
-    def fork_session(self, session):
-        """A new Session whose state is a copy of this one's."""
-        return Session(self, self._call(self._stub.ForkSession, pb.ForkSessionRequest(session_id=_id(session))))
+    def fork_session(self, session, position=None):
+        """A new Session whose state is a copy of this one's, or of this one as it was after its
+        first `position` tokens."""
+        request = pb.ForkSessionRequest(session_id=_id(session))
+        if position is not None:
+            request.position = position
+        return Session(self, self._call(self._stub.ForkSession, request))
+
+    def rewind_session(self, session, position):
+        """Takes the session back to having consumed its first `position` tokens; its new info."""
+        return Session(self, self._rewind(session, position))
+
+    def _rewind(self, session, position):
+        request = pb.RewindSessionRequest(session_id=_id(session), position=position)
+        return self._call(self._stub.RewindSession, request)
 
     def export_session(self, session, file):
         """Writes the session's snapshot to `file`: a path (written as PATH.partial, renamed to PATH
