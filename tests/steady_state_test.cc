@@ -141,17 +141,24 @@ class CountingSink final : public GenerateSink {
   bool done_ = false;
 };
 
-TEST(SteadyState, ServingDecodeStepsAllocateNothing) {
+// Four streams decoding together on `options`, on named sessions or throw-away states.
+void FourStreamsAllocateNothing(const ServingOptions& options, bool named) {
   auto model = LoadModel(retain::testing::DefaultModelDir(), ModelOptions{.num_threads = 2});
   ASSERT_TRUE(model.ok()) << model.status();
   auto tok = LoadModelTokenizer((*model)->config());
   ASSERT_TRUE(tok.ok()) << tok.status();
-  auto engine = Engine::Create(std::move(*model), std::move(*tok), ServingOptions{});
+  auto engine = Engine::Create(std::move(*model), std::move(*tok), options);
   ASSERT_TRUE(engine.ok()) << engine.status();
   g_allocs = 0;
+  CountingSink::g_streaming = 0;
   std::vector<std::shared_ptr<CountingSink>> sinks;
   for (int i = 0; i < CountingSink::kStreams; ++i) {
     GenerateInput in;
+    if (named) {
+      auto s = (*engine)->CreateSession();
+      ASSERT_TRUE(s.ok());
+      in.session_id = s->id;
+    }
     in.prompt = {65, 110, 100, static_cast<TokenId>(32 + i)};  // "And" and a different last byte each
     in.sampling.temperature = 0;
     in.max_tokens = 2000;
@@ -163,6 +170,18 @@ TEST(SteadyState, ServingDecodeStepsAllocateNothing) {
   ASSERT_GT(sinks[0]->counted_from(), 0) << "the four streams never ran together";
   EXPECT_GE(sinks[0]->tokens(), sinks[0]->counted_from() + 100);
   EXPECT_EQ(g_allocs.load(), 0) << "allocations in 100 serving steps of 4 streams";
+}
+
+TEST(SteadyState, ServingDecodeStepsAllocateNothing) { FourStreamsAllocateNothing(ServingOptions{}, false); }
+
+// Named sessions record every token they consume (their history, for rewind) and take checkpoints
+// at the ends of requests; the prefix cache copies states at prompt ends: none of it allocates
+// while the streams decode.
+TEST(SteadyState, NamedSessionsWithCheckpointsAndThePrefixCacheDecodeWithoutAllocating) {
+  ServingOptions o;
+  o.checkpoint_interval = 2;
+  o.prefix_cache_bytes = size_t{16} << 20;
+  FourStreamsAllocateNothing(o, true);
 }
 
 TEST(SteadyState, CountersSeeWhatTheyCount) {
