@@ -4,6 +4,15 @@
 #include "server/server_config.h"
 
 namespace retain::server {
+namespace {
+
+// A byte budget where 0 turns the feature off.
+absl::StatusOr<size_t> ParseBudget(const std::string& value, const char* flag) {
+  if (value == "0") return size_t{0};
+  return ParseByteSize(value, flag);
+}
+
+}  // namespace
 
 void AddHistoryFlags(CLI::App& app, RawHistoryFlags* f) {
   app.add_option("--checkpoint-interval", f->checkpoint_interval,
@@ -29,14 +38,14 @@ void AddHistoryFlags(CLI::App& app, RawHistoryFlags* f) {
 absl::Status BuildHistoryConfig(const RawHistoryFlags& f, engine::ServingOptions* s, bool* prefix_cache_shared) {
   absl::Status st;
   if (!(st = ParseIntFlag(f.checkpoint_interval, "--checkpoint-interval", 0, 1 << 24, &s->checkpoint_interval)).ok()) return st;
-  auto budget = ParseByteSize(f.checkpoint_budget, "--checkpoint-budget-bytes");
+  auto budget = ParseBudget(f.checkpoint_budget, "--checkpoint-budget-bytes");
   if (!budget.ok()) return budget.status();
   s->checkpoint_budget_bytes = *budget;
   if (!(st = ParseIntFlag(f.max_checkpoints_per_session, "--max-checkpoints-per-session", 1, 1 << 16,
                           &s->max_checkpoints_per_session)).ok())
     return st;
   if (!(st = ParseIntFlag(f.prefix_block, "--prefix-block", 1, 1 << 20, &s->prefix_block)).ok()) return st;
-  auto cache = ParseByteSize(f.prefix_cache, "--prefix-cache-bytes");
+  auto cache = ParseBudget(f.prefix_cache, "--prefix-cache-bytes");
   if (!cache.ok()) return cache.status();
   s->prefix_cache_bytes = *cache;
   *prefix_cache_shared = f.prefix_cache_shared;
