@@ -3,11 +3,14 @@
 // model driven directly (DirectGreedy) and the state bytes of a session that was simply
 // prefilled with the same tokens. No gRPC here (tests/python/test_history.py covers the RPCs).
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <string>
 #include <vector>
 
 #include "engine/serving/checkpoints.h"
 #include "engine/serving/prefix_cache.h"
+#include "engine/tools/conformance_case.h"
 #include "gtest/gtest.h"
 #include "retain/engine/serving.h"
 #include "tests/testing/direct_greedy.h"
@@ -391,6 +394,77 @@ TEST(PrefixCacheServing, NamespacesNeverShareAnEntry) {
   EXPECT_EQ(ra->finished->cached_tokens, 256);
   EXPECT_EQ(ra->tokens, rb->tokens);
 }
+
+// The prefix cache on each architecture's conformance kit: a prompt served from the cache against
+// the same prompt with the cache off, compared through the first token's top log-probabilities.
+// RWKV-4 and RWKV-7 carry their state token by token whatever the chunking: bit for bit. RetNet
+// and TransNormerLLM prefill in chunks (ComputeForm::kChunkwise), whose boundaries move when a
+// prefill restarts from a cached block: equal within the kit's tolerance (log-softmax values, so
+// twice the logits' max_abs), and the greedy tokens the same.
+class PrefixCacheKit : public ::testing::TestWithParam<const char*> {};
+
+std::unique_ptr<Engine> KitEngine(const std::string& kit, size_t cache_bytes) {
+  auto model = LoadModel(retain::testing::KitDir(kit), ModelOptions{.num_threads = 1});
+  EXPECT_TRUE(model.ok()) << model.status();
+  ServingOptions o;
+  o.prefix_cache_bytes = cache_bytes;
+  o.prefix_block = 64;
+  o.eos_token_id = -1;
+  auto e = Engine::Create(std::move(*model), nullptr, o);
+  EXPECT_TRUE(e.ok()) << e.status();
+  return std::move(*e);
+}
+
+TEST_P(PrefixCacheKit, CachedPrefixEqualsTheUncachedRunWithinWhatTheArchitectureGuarantees) {
+  const std::string kit = GetParam();
+  auto c = ReadConformanceCase(retain::testing::KitDir(kit) + "/case.json");
+  ASSERT_TRUE(c.ok()) << c.status();
+  const bool exact = kit.rfind("rwkv", 0) == 0;
+  auto cached = KitEngine(kit, size_t{64} << 20);
+  auto plain = KitEngine(kit, 0);
+  const int vocab = cached->model().config().vocab_size;
+  const std::vector<TokenId> shared = retain::testing::RandomTokens(200, vocab, 19);
+  auto prompt = [&](uint32_t seed) {
+    std::vector<TokenId> p = shared;
+    for (TokenId t : retain::testing::RandomTokens(9, vocab, seed)) p.push_back(t);
+    return p;
+  };
+  auto run = [&](Engine& e, const std::vector<TokenId>& p) {
+    GenerateInput in = Greedy(p, 6);
+    in.logprobs = 5;
+    auto sink = RunToEnd(e, in);
+    EXPECT_TRUE(sink->error.ok()) << sink->error;
+    return sink;
+  };
+  ASSERT_EQ(run(*cached, prompt(1))->finished->cached_tokens, 0);
+  auto hit = run(*cached, prompt(2));
+  auto miss = run(*plain, prompt(2));
+  ASSERT_EQ(hit->finished->cached_tokens, 192) << "the last 64-token block of the shared 200";
+  EXPECT_EQ(hit->tokens, miss->tokens);
+  ASSERT_FALSE(hit->events.empty());
+  const auto& a = hit->events[0].top_logprobs;
+  const auto& b = miss->events[0].top_logprobs;
+  ASSERT_EQ(a.size(), b.size());
+  double worst = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].id, b[i].id);
+    worst = std::max(worst, static_cast<double>(std::abs(a[i].logprob - b[i].logprob)));
+  }
+  if (exact) {
+    EXPECT_EQ(worst, 0.0) << kit << ": a cached RWKV state must be bit for bit";
+  } else {
+    EXPECT_LE(worst, 2 * c->max_abs) << kit;
+  }
+  std::printf("[ prefix cache ] %s: max |logprob diff| = %.3g (%s)\n", kit.c_str(), worst, exact ? "exact" : "tolerance");
+}
+
+INSTANTIATE_TEST_SUITE_P(Kits, PrefixCacheKit,
+                         ::testing::Values("rwkv7-tiny", "rwkv4-tiny", "retnet-tiny", "transnormer-tiny"),
+                         [](const auto& info) {
+                           std::string s = info.param;
+                           for (char& ch : s) if (ch == '-') ch = '_';
+                           return s;
+                         });
 
 }  // namespace
 }  // namespace retain::engine
