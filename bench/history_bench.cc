@@ -15,9 +15,8 @@
 //             primed it.
 #include <algorithm>
 #include <chrono>
-#include <condition_variable>
 #include <cstdio>
-#include <mutex>
+#include <future>
 #include <random>
 #include <string>
 #include <vector>
@@ -64,36 +63,17 @@ absl::StatusOr<Options> Parse(int argc, char** argv) {
   return o;
 }
 
-// Waits for one request; keeps its end.
+// One request's end, or its error.
 class Wait final : public engine::GenerateSink {
  public:
   void OnStarted(const engine::StartedEvent&) override {}
   bool OnToken(engine::TokenEvent&&) override { return true; }
-  void OnFinished(const engine::FinishedEvent& e) override {
-    std::lock_guard<std::mutex> l(mu_);
-    finished = e;
-    done_ = true;
-    cv_.notify_all();
-  }
-  void OnError(const absl::Status& s) override {
-    std::lock_guard<std::mutex> l(mu_);
-    error = s;
-    done_ = true;
-    cv_.notify_all();
-  }
-  absl::StatusOr<engine::FinishedEvent> Get() {
-    std::unique_lock<std::mutex> l(mu_);
-    cv_.wait(l, [&] { return done_; });
-    if (!error.ok()) return error;
-    return finished;
-  }
+  void OnFinished(const engine::FinishedEvent& e) override { end_.set_value(e); }
+  void OnError(const absl::Status& s) override { end_.set_value(s); }
+  absl::StatusOr<engine::FinishedEvent> Get() { return end_.get_future().get(); }
 
  private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool done_ = false;
-  engine::FinishedEvent finished;
-  absl::Status error;
+  std::promise<absl::StatusOr<engine::FinishedEvent>> end_;
 };
 
 absl::StatusOr<engine::FinishedEvent> Generate(engine::Engine& e, const std::string& session, std::vector<TokenId> prompt,

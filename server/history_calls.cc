@@ -12,12 +12,10 @@
 namespace retain::server {
 namespace {
 
-class RewindCall final : public grpc::ServerUnaryReactor, public PrefillWaiter {
+class RewindCall final : public PrefillCall {
  public:
   RewindCall(const ServiceDeps& deps, grpc::CallbackServerContext* ctx, bool fork, v1::Session* response)
-      : deps_(deps), ctx_(ctx), fork_(fork), response_(response) {
-    deps_.calls->Enter();
-  }
+      : PrefillCall(deps), ctx_(ctx), fork_(fork), response_(response) {}
 
   void Start(const std::string& session_id, int64_t position) {
     position_ = position;
@@ -72,25 +70,6 @@ class RewindCall final : public grpc::ServerUnaryReactor, public PrefillWaiter {
     Done(status);
   }
 
-  void OnCancel() override {
-    if (sink_ == nullptr) return;
-    std::string id;
-    {
-      std::lock_guard<std::mutex> l(sink_->mu);
-      id = request_id_;
-    }
-    if (!id.empty()) model_->engine->Cancel(id);
-  }
-  void OnDone() override {
-    if (sink_ != nullptr) {
-      std::lock_guard<std::mutex> l(sink_->mu);
-      sink_->call = nullptr;
-    }
-    CallTracker* calls = deps_.calls;
-    delete this;
-    calls->Exit();
-  }
-
  private:
   // A fork that could not be rewound is never handed out.
   void DropFork() {
@@ -106,18 +85,14 @@ class RewindCall final : public grpc::ServerUnaryReactor, public PrefillWaiter {
                    absl::StrCat(TenantField(tenant_), " position=", position_, " refed=", refed_), ctx_));
   }
 
-  const ServiceDeps deps_;
   grpc::CallbackServerContext* const ctx_;
   const bool fork_;
   v1::Session* const response_;
   const absl::Time start_ = absl::Now();
-  ServedModel* model_ = nullptr;
   std::string source_, target_, tenant_;
   int64_t position_ = 0;
   int refed_ = 0;
   RequestPlace place_;
-  std::shared_ptr<PrefillSink> sink_;
-  std::string request_id_;
 };
 
 }  // namespace

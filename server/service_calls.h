@@ -65,15 +65,7 @@ inline std::string CacheNamespace(const ServiceDeps& deps, const std::string& te
   return deps.prefix_cache_shared ? std::string() : tenant;
 }
 
-// A reactor waiting for an engine prefill (CreateSession's prefix, a rewind's re-read tokens).
-class PrefillWaiter {
- public:
-  virtual void Prefilled(const engine::FinishedEvent& e) = 0;
-  virtual void Failed(const absl::Status& status) = 0;
-
- protected:
-  ~PrefillWaiter() = default;
-};
+class PrefillCall;
 
 // The engine sink of a prefill-only request: counts it in the metrics and hands its end to the
 // waiting reactor, reached only through `call` under `mu` (cleared in the reactor's OnDone, as
@@ -88,11 +80,32 @@ class PrefillSink final : public engine::GenerateSink {
   void OnError(const absl::Status& status) override;
 
   std::mutex mu;
-  PrefillWaiter* call = nullptr;  // null once the reactor is done
+  PrefillCall* call = nullptr;  // null once the reactor is done
 
  private:
   Metrics* const metrics_;
   const std::string model_, tenant_;
+};
+
+// A unary reactor waiting for an engine prefill-only request (CreateSession's prefix, a rewind's
+// re-read tokens), whose end reaches it through sink_. A client that goes away cancels the
+// request; OnDone unhooks the sink (which may outlive the reactor) and deletes the reactor.
+class PrefillCall : public grpc::ServerUnaryReactor {
+ public:
+  // Both with sink_->mu held.
+  virtual void Prefilled(const engine::FinishedEvent& e) = 0;
+  virtual void Failed(const absl::Status& status) = 0;
+  void OnCancel() override;
+  void OnDone() override;
+
+ protected:
+  explicit PrefillCall(const ServiceDeps& deps) : deps_(deps) { deps_.calls->Enter(); }
+  ~PrefillCall() override = default;
+
+  const ServiceDeps deps_;
+  ServedModel* model_ = nullptr;
+  std::shared_ptr<PrefillSink> sink_;
+  std::string request_id_;  // under sink_->mu
 };
 
 // The call's tenant from its `authorization` metadata; Unauthenticated when tenants are on and

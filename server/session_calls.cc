@@ -36,12 +36,10 @@ void LogCall(const char* rpc, const std::string& model, const std::string& sessi
 
 // ---- CreateSession ------------------------------------------------------------------------
 
-class CreateSessionCall final : public grpc::ServerUnaryReactor, public PrefillWaiter {
+class CreateSessionCall final : public PrefillCall {
  public:
   CreateSessionCall(const ServiceDeps& deps, grpc::CallbackServerContext* ctx, v1::Session* response)
-      : deps_(deps), ctx_(ctx), response_(response) {
-    deps_.calls->Enter();
-  }
+      : PrefillCall(deps), ctx_(ctx), response_(response) {}
 
   void Start(const v1::CreateSessionRequest& request) {
     auto caller = Authenticate(deps_, ctx_);
@@ -107,25 +105,6 @@ class CreateSessionCall final : public grpc::ServerUnaryReactor, public PrefillW
     Done(status, "");
   }
 
-  void OnCancel() override {
-    if (sink_ == nullptr) return;
-    std::string id;
-    {
-      std::lock_guard<std::mutex> l(sink_->mu);
-      id = request_id_;
-    }
-    if (!id.empty()) model_->engine->Cancel(id);
-  }
-  void OnDone() override {
-    if (sink_ != nullptr) {
-      std::lock_guard<std::mutex> l(sink_->mu);
-      sink_->call = nullptr;
-    }
-    CallTracker* calls = deps_.calls;
-    delete this;
-    calls->Exit();
-  }
-
  private:
   void DoneAfterPrefill(const absl::Status& status, const engine::FinishedEvent& e) {
     Done(status, absl::StrCat(" prefix=", e.prompt_tokens, absl::StrFormat(" queue=%.3fs", e.queue_seconds)));
@@ -136,16 +115,12 @@ class CreateSessionCall final : public grpc::ServerUnaryReactor, public PrefillW
                    TenantField(tenant_) + extra, ctx_));
   }
 
-  const ServiceDeps deps_;
   grpc::CallbackServerContext* const ctx_;
   v1::Session* const response_;
   const absl::Time start_ = absl::Now();
-  ServedModel* model_ = nullptr;
   std::string session_id_;
   std::string tenant_;
   RequestPlace place_;
-  std::shared_ptr<PrefillSink> sink_;
-  std::string request_id_;
 };
 
 // ---- ExportSession ------------------------------------------------------------------------
@@ -297,6 +272,26 @@ grpc::Status EndCall(const ServiceDeps& deps, const char* rpc, const ServedModel
   if (!status.ok()) deps.metrics->RecordError(name, status.code());
   LogCall(rpc, name, session, status, start, extra, ctx);
   return ToGrpcStatus(status);
+}
+
+void PrefillCall::OnCancel() {
+  if (sink_ == nullptr) return;
+  std::string id;
+  {
+    std::lock_guard<std::mutex> l(sink_->mu);
+    id = request_id_;
+  }
+  if (!id.empty()) model_->engine->Cancel(id);
+}
+
+void PrefillCall::OnDone() {
+  if (sink_ != nullptr) {
+    std::lock_guard<std::mutex> l(sink_->mu);
+    sink_->call = nullptr;
+  }
+  CallTracker* calls = deps_.calls;
+  delete this;
+  calls->Exit();
 }
 
 void PrefillSink::OnFinished(const engine::FinishedEvent& e) {

@@ -165,6 +165,24 @@ class PythonClientTest(unittest.TestCase):
         self.client.delete_session(fork)
         self.assertNotIn(fork.id, {s.id for s in self.client.list_sessions()})
 
+    def test_rewind_and_fork_at_a_position(self):
+        s = self.client.create_session("In the beginning")
+        first = s.generate(temperature=0, max_tokens=10).text()
+        s.refresh()
+        self.assertEqual(s.checkpoints, [len("In the beginning") - 1, s.position - 1])  # after each request
+        self.assertEqual(s.history_start, 0)
+        branch = s.fork(position=len("In the beginning"))
+        self.assertEqual(branch.position, len("In the beginning"))
+        self.assertIs(s.rewind(len("In the beginning")), s)
+        self.assertEqual(s.position, len("In the beginning"))
+        self.assertEqual(s.generate(temperature=0, max_tokens=10).text(), first)
+        self.assertEqual(branch.generate(temperature=0, max_tokens=10).text(), first)
+        with self.assertRaises(RetainError) as caught:
+            self.client.rewind_session(s, 10_000)
+        self.assertEqual(caught.exception.code, grpc.StatusCode.INVALID_ARGUMENT)
+        s.delete()
+        branch.delete()
+
     def test_a_refused_request_raises_retain_error_naming_the_field(self):
         with self.assertRaises(RetainError) as caught:
             self.client.generate(PROMPT, top_p=2.0).text()
