@@ -117,6 +117,22 @@ class CliTest(unittest.TestCase):
         _, err, _ = self.run_cli("session", "get", sid, expect=15)
         self.assertIn("NOT_FOUND", err)
 
+    def test_session_rewind_and_fork_at_a_position_regenerate_the_same_answer(self):
+        sid = self.run_cli("session", "create", "--prefix", "And God said")[0].strip()
+        answer, _, _ = self.run_cli(*self.greedy("--session", sid, tokens=10))
+        got = json.loads(self.run_cli("session", "get", sid, "--json")[0])
+        self.assertEqual(got["checkpoint_positions"], [11, 21])  # the state after each request
+        fork = self.run_cli("session", "fork", sid, "--position", "12")[0].strip()
+        _, err, _ = self.run_cli("session", "rewind", sid, "12")
+        self.assertIn("position 12", err)
+        for s in (sid, fork):
+            again, _, _ = self.run_cli(*self.greedy("--session", s, tokens=10))
+            self.assertEqual(again, answer)
+        _, err, _ = self.run_cli("session", "rewind", sid, "999", expect=13)
+        self.assertIn("INVALID_ARGUMENT", err)
+        for s in (sid, fork):
+            self.run_cli("session", "delete", s)
+
     def test_export_delete_import_continue_equals_never_exporting(self):
         ids = []
         for _ in range(2):
