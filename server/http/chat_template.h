@@ -4,8 +4,8 @@
 //   {"system": "System: {content}\n\n", "user": "User: {content}\n\n",
 //    "assistant": "Assistant: {content}\n\n", "generation": "Assistant:", "continuation": "\n\n"}
 // The defaults above are the RWKV World convention. `continuation` is put before the new turn
-// when a request continues a session: the session ends where its last answer stopped, without the
-// turn's separator. Pure functions.
+// when a request continues a session that holds tokens already: it ends where its last answer
+// stopped, without the turn's separator. Pure functions.
 #pragma once
 
 #include <string>

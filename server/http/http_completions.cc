@@ -15,6 +15,7 @@
 #include "server/log.h"
 #include "server/metrics.h"
 #include "server/model_registry.h"
+#include "server/session_owners.h"
 
 namespace retain::server {
 namespace {
@@ -149,7 +150,14 @@ void HttpFrontEnd::Impl::Completion(const httplib::Request& req, httplib::Respon
   if (!resolved.ok()) return fail(resolved.status(), "");
   ServedModel& model = **resolved;
   if (kind == ApiKind::kChat) {
-    auto prompt = RenderChat(templates[model.name], parsed->messages, !g.session_id().empty());
+    // A session that holds tokens already ends where its last answer stopped: the new turn
+    // starts with the template's continuation. An empty (new) one starts like a stateless chat.
+    bool continuing = false;
+    if (!g.session_id().empty()) {
+      auto owner = deps.owners->Find(*caller, g.session_id());
+      continuing = owner.ok() && owner->second.position > 0;
+    }
+    auto prompt = RenderChat(templates[model.name], parsed->messages, continuing);
     if (!prompt.ok()) return fail(prompt.status(), model.name);
     g.set_prompt_text(*std::move(prompt));
   }

@@ -321,6 +321,9 @@ class HttpApi(unittest.TestCase):
                 "temperature": 0})
             self.assertEqual(s, 200, b)
             self.assertEqual(b["choices"][0]["message"]["content"], want, f"turn {i}")
+            # The same tokens went in: the first turn has no continuation before it.
+            self.assertEqual(self.http.request("GET", f"/v1/sessions/{chat['id']}")[2]["position"],
+                             self.stub.GetSession(pb.GetSessionRequest(session_id=gchat.id), timeout=30).position)
         for sid in (made["id"], fork["id"], chat["id"]):
             s, _, b = self.http.request("DELETE", f"/v1/sessions/{sid}")
             self.assertEqual((s, b["deleted"]), (200, True))
