@@ -432,6 +432,37 @@ class HttpTenants(unittest.TestCase):
         self.assertEqual(self.alice.request("GET", "/health")[0], 200)  # health needs no token
 
 
+class HttpDeadline(unittest.TestCase):
+    """--http-timeout is every completion's deadline: 504 as JSON, an error event in a stream; the
+    session keeps the tokens generated before it (as a gRPC deadline does)."""
+
+    def test_timeout_ends_completions(self):
+        source = rt.env_path("RETAIN_SOURCE_DIR")
+        kjv = os.path.join(source, "models", "rwkv7-kjv-byte")
+        server = rt.ServerProcess(["--model", f"{MODEL}={kjv}", "--threads", "1", "--http-listen", "127.0.0.1:0",
+                                   "--http-timeout", "0.2", "--max-tokens-limit", "100000"])
+        try:
+            h = Http(server.http_port)
+            s, _, sess = h.post("/v1/sessions", {})
+            s, _, b = h.post("/v1/completions", {"prompt": "In the beginning", "max_tokens": 100000, "temperature": 0,
+                                                 "session_id": sess["id"]})
+            self.assertEqual(s, 504, b)
+            self.assertEqual(b["error"]["type"], "server_error")
+            self.assertEqual(b["error"]["code"], "deadline_exceeded")
+            m = re.search(r"the session is at (\d+)", b["error"]["message"])
+            self.assertIsNotNone(m, b)
+            self.assertEqual(h.request("GET", f"/v1/sessions/{sess['id']}")[2]["position"], int(m.group(1)))
+            status, _, raw = h.stream("/v1/chat/completions", {"messages": [{"role": "user", "content": "Hi"}],
+                                                               "max_tokens": 100000, "stream": True})
+            self.assertEqual(status, 200)
+            events = sse_events(raw)
+            self.assertNotIn("[DONE]", events)
+            self.assertEqual(json.loads(events[-1])["error"]["code"], "deadline_exceeded")
+            self.assertGreater(len(events), 2)  # tokens came before the deadline
+        finally:
+            server.stop_and_check()
+
+
 class HttpDrain(unittest.TestCase):
     """SIGTERM while an SSE stream runs: it is written to its end, /health says draining, new
     completions are refused with 503, and the server exits 0."""
