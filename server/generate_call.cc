@@ -21,7 +21,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
-#include "retain/engine/text_stream.h"
 #include "server/generate_prepare.h"
 #include "server/grpc_status.h"
 #include "server/log.h"
@@ -45,15 +44,6 @@ v1::Finished::Reason ProtoReason(engine::FinishReason r) {
     case engine::FinishReason::kDeadline: return v1::Finished::REASON_UNSPECIFIED;  // ends in DEADLINE_EXCEEDED
   }
   return v1::Finished::REASON_UNSPECIFIED;
-}
-
-// One token's bytes as valid UTF-8 (an alternative's bytes may be part of a character).
-std::string TokenText(const engine::Tokenizer* tok, engine::TokenId id) {
-  if (tok == nullptr) return "";
-  engine::TextStream stream(tok, {});
-  auto piece = stream.Push(id);
-  if (!piece.ok()) return "";
-  return piece->text + stream.Flush();
 }
 
 class GenerateCall;
@@ -198,7 +188,7 @@ bool GenerateCall::EngineToken(engine::TokenEvent&& e) {
     v1::TopLogprob* alt = t->add_top_logprobs();
     alt->set_id(id);
     alt->set_logprob(logprob);
-    alt->set_text(TokenText(tok, id));
+    alt->set_text(AlternativeText(tok, id));
   }
   Enqueue(std::move(r));
   return true;

@@ -1,6 +1,7 @@
 #include "server/generate_prepare.h"
 
 #include "absl/strings/str_cat.h"
+#include "retain/engine/text_stream.h"
 #include "retain/v1/retain.pb.h"
 #include "server/model_registry.h"
 #include "server/request_validation.h"
@@ -33,6 +34,14 @@ absl::StatusOr<PreparedGenerate> PrepareGenerate(const Caller& caller, const Ser
   auto place = TakeRequestPlace(caller);
   if (!place.ok()) return place.status();
   return PreparedGenerate{*std::move(input), *std::move(place)};
+}
+
+std::string AlternativeText(const engine::Tokenizer* tokenizer, engine::TokenId id) {
+  if (tokenizer == nullptr) return "";
+  engine::TextStream stream(tokenizer, {});
+  auto piece = stream.Push(id);
+  if (!piece.ok()) return "";
+  return piece->text + stream.Flush();
 }
 
 }  // namespace retain::server

@@ -35,4 +35,8 @@ struct PreparedGenerate {
 absl::StatusOr<PreparedGenerate> PrepareGenerate(const Caller& caller, const ServedModel& model,
                                                  const v1::GenerateRequest& request, absl::Time deadline);
 
+// A logprob alternative's text: its bytes as valid UTF-8 (they may be part of a character), ""
+// without a tokenizer. The same words in a gRPC Token and an HTTP logprobs entry.
+std::string AlternativeText(const engine::Tokenizer* tokenizer, engine::TokenId id);
+
 }  // namespace retain::server

@@ -7,7 +7,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
-#include "retain/engine/text_stream.h"
 #include "retain/v1/retain.pb.h"
 #include "server/generate_prepare.h"
 #include "server/http/http_generation.h"
@@ -21,15 +20,6 @@ namespace retain::server {
 namespace {
 
 constexpr absl::Duration kKeepAliveEvery = absl::Seconds(1);
-
-// One alternative's bytes as valid UTF-8 (they may be part of a character).
-std::string AlternativeText(const engine::Tokenizer* tok, engine::TokenId id) {
-  if (tok == nullptr) return "";
-  engine::TextStream stream(tok, {});
-  auto piece = stream.Push(id);
-  if (!piece.ok()) return "";
-  return piece->text + stream.Flush();
-}
 
 TokenOut ToOut(const engine::Tokenizer* tok, engine::TokenEvent&& e) {
   TokenOut t;

@@ -13,6 +13,7 @@ if (!fs.existsSync(path.join(__dirname, '..', 'node_modules', 'openai', 'package
   throw new Error('client/node/node_modules lacks openai: run deploy/install-deps.sh (it runs npm ci in client/node)');
 const { OpenAI } = require('openai');
 const { Client } = require('..');
+const { greedyText } = require('./greedy');
 const { ServerProcess } = require('./server_process');
 
 let server;
@@ -31,13 +32,7 @@ after(async () => {
   await server?.stopAndCheck();
 });
 
-// Greedy text over gRPC, with the held-back tail.
-async function grpcGreedy(prompt, maxTokens, stop = []) {
-  const generation = grpcClient.generate(prompt, { temperature: 0, maxTokens, stop });
-  let text = '';
-  for await (const piece of generation) text += piece;
-  return { text: text + (generation.finished.textTail || ''), generation };
-}
+const grpcGreedy = (prompt, maxTokens, stop) => greedyText(grpcClient, prompt, maxTokens, stop);
 
 test('a streamed chat completion is the gRPC greedy text of the rendered prompt, with usage', async () => {
   const question = 'Who was the father of Enos?';

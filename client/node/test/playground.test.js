@@ -14,6 +14,7 @@ if (!fs.existsSync(path.join(__dirname, '..', 'node_modules', 'puppeteer-core', 
   throw new Error('client/node/node_modules lacks puppeteer-core: run deploy/install-deps.sh (npm ci in client/node)');
 const puppeteer = require('puppeteer-core');
 const { Client } = require('..');
+const { greedyText } = require('./greedy');
 const { ServerProcess, envPath } = require('./server_process');
 
 let server;
@@ -37,16 +38,9 @@ after(async () => {
   await server?.stopAndCheck();
 });
 
-async function grpcGreedy(prompt, maxTokens) {
-  const generation = grpcClient.generate(prompt, { temperature: 0, maxTokens });
-  let text = '';
-  for await (const piece of generation) text += piece;
-  return text + (generation.finished.textTail || '');
-}
-
 test('the playground streams the gRPC greedy answer and shows its timings', async () => {
   const question = 'Who created the heaven and the earth?';
-  const want = await grpcGreedy(`User: ${question}\n\nAssistant:`, 40);
+  const want = (await greedyText(grpcClient, `User: ${question}\n\nAssistant:`, 40)).text;
   const page = await browser.newPage();
   await page.setViewport({ width: 1100, height: 700 });
   const external = [];
@@ -97,9 +91,9 @@ test('the playground continues a session on the server, and forks it', async () 
   await send('Who made light?');
   // The same turns over gRPC, in a session of their own.
   const g = await grpcClient.createSession();
-  const first = await greedyIn(g, 'User: Who made light?\n\nAssistant:', 12);
+  const first = (await greedyText(g, 'User: Who made light?\n\nAssistant:', 12)).text;
   await send('And darkness?');
-  const second = await greedyIn(g, '\n\nUser: And darkness?\n\nAssistant:', 12);
+  const second = (await greedyText(g, '\n\nUser: And darkness?\n\nAssistant:', 12)).text;
   const answers = await page.$$eval('.msg.assistant', (els) => els.map((e) => e.textContent));
   assert.deepEqual(answers, [first, second]);
   const info = await grpcClient.getSession(session);
@@ -110,10 +104,3 @@ test('the playground continues a session on the server, and forks it', async () 
   assert.notEqual(forked, session);
   assert.equal((await grpcClient.getSession(forked)).position, info.position);
 });
-
-async function greedyIn(session, prompt, maxTokens) {
-  const generation = session.generate(prompt, { temperature: 0, maxTokens });
-  let text = '';
-  for await (const piece of generation) text += piece;
-  return text + (generation.finished.textTail || '');
-}
