@@ -361,6 +361,7 @@ class HttpApi(unittest.TestCase):
                                       timeout=60), self.server.log())
         position = self.http.request("GET", f"/v1/sessions/{sess['id']}")[2]["position"]
         self.assertLess(position, len("In the beginning") + 8000)
+        self.assertGreaterEqual(position, len("In the beginning") + 3)  # at least the tokens the client read
         self.assertTrue(rt.wait_until(lambda: metric(self.server.metrics_port,
                                                      f'retain_requests_finished_total{{model="{MODEL}",protocol="http",reason="cancelled"}}') == 2,
                                       timeout=30), self.server.log())
@@ -479,7 +480,9 @@ class HttpDrain(unittest.TestCase):
                                                      "stream": True, "stream_options": {"include_usage": True}})
             buf = b""
             while buf.count(b"data: ") < 2:
-                buf += sock.recv(4096)
+                chunk = sock.recv(4096)
+                self.assertTrue(chunk, f"the stream closed early: {buf!r}")
+                buf += chunk
             server.proc.send_signal(signal.SIGTERM)
             self.assertTrue(rt.wait_until(lambda: "draining" in server.log(), timeout=30))
             s, _, b = h.request("GET", "/health")
