@@ -75,6 +75,7 @@ struct RawFlags {
   std::string max_tokens_default = "256";
   std::string drain_timeout = "30";
   RawSecurityFlags security;
+  RawHttpFlags http;
 };
 
 absl::StatusOr<ServerConfig> Build(const RawFlags& f) {
@@ -112,6 +113,7 @@ absl::StatusOr<ServerConfig> Build(const RawFlags& f) {
   if (!(st = ParseIntFlag(f.max_tokens_default, "--max-tokens-default", 0, 1 << 24, &s.default_max_tokens)).ok()) return st;
   if (!(st = ParseSecondsFlag(f.drain_timeout, "--drain-timeout", 0, &c.drain_timeout)).ok()) return st;
   if (!(st = BuildSecurityConfig(f.security, &c.security)).ok()) return st;
+  if (!(st = BuildHttpConfig(f.http, &c.http)).ok()) return st;
   if (!(st = ValidateServerConfig(c)).ok()) return st;
   return c;
 }
@@ -239,6 +241,7 @@ ParsedFlags ParseServerConfig(int argc, const char* const* argv) {
                  "seconds running requests may take to finish after SIGTERM before they are cancelled")
       ->type_name("SECONDS")->capture_default_str();
   AddSecurityFlags(app, &f.security);
+  AddHttpFlags(app, &f.http);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

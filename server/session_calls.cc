@@ -178,7 +178,7 @@ class CreateSessionCall final : public grpc::ServerUnaryReactor {
 };
 
 void PrefillSink::OnFinished(const engine::FinishedEvent& e) {
-  metrics_->RecordFinished(model_, tenant_, e);
+  metrics_->RecordFinished(model_, tenant_, Protocol::kGrpc, e);
   std::lock_guard<std::mutex> l(mu);
   if (call != nullptr) call->Prefilled(e);
 }
