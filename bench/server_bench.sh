@@ -20,8 +20,9 @@
 #      10 s, before and after;
 #  then a server with room for 136 states:
 #  (c) for 1, 8, 32 and 128 streams, retain-bench's in-process decode at that batch, then `retain
-#      load` twice (64 generated, prompts of 1 random id: pure decode; then of 16 ids) with the rows
-#      the server stepped (prefill + decode) beside the tokens it delivered;
+#      load` twice (64 generated, prompts of 1 random id: pure decode; then of 16 ids; each measured
+#      after a 5 s warm-up) with the rows the server stepped (prefill + decode) in the same window
+#      beside the tokens it delivered;
 #  (d) inter-token latency at 32 streams alone, then with a loop of 4096-token prompts (1 token
 #      generated each) sent beside them from 5 s after the streams start; and retain-bench's in-process
 #      prefill in 512-token steps, to read those by;
@@ -46,7 +47,7 @@ while [[ $# -gt 0 ]]; do
     --jsonl) JSONL="$2"; shift 2 ;;
     --throughput-only) THROUGHPUT_ONLY=1; shift ;;
     --streams) read -r -a STREAMS <<< "$2"; shift 2 ;;
-    -h|--help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "server_bench.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -66,6 +67,7 @@ else
   LOAD_S=60; BENCH_S=10; BENCH_WINDOWS=5; SESSIONS=128
 fi
 IDLE_S=10
+WARMUP_S=5  # (c): the streams run this long before tokens/s and the server's step counters are taken
 ITL_STREAMS=32
 ITL_WARM_S=5  # the streams run alone this long before the long prompts start
 CLK_TCK=$(getconf CLK_TCK)
@@ -234,12 +236,20 @@ bench_model() {  # $1 shape
       --seconds "$BENCH_S" --windows "$BENCH_WINDOWS" --json)
     noise_end; bench_noise=$NOISE
     for p in 1 16; do
-      log "$name: $n streams, $p-id prompts, for $LOAD_S s (load $(cut -d' ' -f1-3 /proc/loadavg))"
+      log "$name: $n streams, $p-id prompts, $WARMUP_S s warm-up then $LOAD_S s (load $(cut -d' ' -f1-3 /proc/loadavg))"
+      # The load runs in the background so that the server's counters are read when its measured
+      # window starts (after the warm-up) and when it ends, the same window as its tokens/s.
+      client $((WARMUP_S + LOAD_S + 120)) load --streams "$n" --warmup "$WARMUP_S" --duration "$LOAD_S" --prompt-tokens "$p" \
+        --max-tokens 64 --json --quiet > "$TMP/load.json" &
+      local load_pid=$! load_rc=0
+      sleep "$WARMUP_S"
       read -r s0 c0 b0 d0 p0 < <(step_counters)
       noise_begin
-      load=$(json_of client $((LOAD_S + 120)) load --streams "$n" --duration "$LOAD_S" --prompt-tokens "$p" --max-tokens 64 --json --quiet)
-      noise_end; load_noise=$NOISE
+      wait "$load_pid" || load_rc=$?
       read -r s1 c1 b1 d1 p1 < <(step_counters)
+      noise_end; load_noise=$NOISE
+      [[ $load_rc == 0 ]] || log "exit code $load_rc from: load --streams $n --prompt-tokens $p"
+      load=$(cat "$TMP/load.json"); [[ -n "$load" ]] || load='{}'
       steps=$(awk -v s0="$s0" -v c0="$c0" -v b0="$b0" -v d0="$d0" -v p0="$p0" -v s1="$s1" -v c1="$c1" -v b1="$b1" -v d1="$d1" -v p1="$p1" \
         'BEGIN {printf "{\"step_seconds\": %.6f, \"steps\": %d, \"batch_sum\": %d, \"batches\": %d, \"rows\": %d}\n", s1 - s0, c1 - c0, b1 - b0, d1 - d0, p1 - p0}' |
         jq -c '. + {mean_step_ms: (if .steps > 0 then 1e3 * .step_seconds / .steps else null end), mean_batch: (if .batches > 0 then .batch_sum / .batches else null end)}')

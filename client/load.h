@@ -25,6 +25,7 @@ struct LoadOptions {
   // Stream mode.
   int streams = 0;
   double duration = 0;
+  double warmup = 0;  // seconds run before the measured duration starts
   int prompt_tokens = 0;
   // Conversation mode.
   int conversations = 0;

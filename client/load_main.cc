@@ -43,7 +43,7 @@ namespace {
 
 struct LoadFlags {
   LoadOptions o;
-  CLI::Option *streams, *duration, *prompt_tokens, *conversations, *turns, *turn_tokens, *max_tokens, *temperature;
+  CLI::Option *streams, *duration, *warmup, *prompt_tokens, *conversations, *turns, *turn_tokens, *max_tokens, *temperature;
 };
 
 int RunLoad(const GlobalOptions& g, const LoadFlags& f) {
@@ -60,9 +60,9 @@ int RunLoad(const GlobalOptions& g, const LoadFlags& f) {
   } else {
     if (!f.turns->count() || !f.turn_tokens->count() || !f.max_tokens->count())
       return Fail(kExitUsage, "load --conversations needs --turns T, --turn-tokens P and --max-tokens M");
-    if (f.duration->count() || f.prompt_tokens->count() || f.temperature->count())
+    if (f.duration->count() || f.prompt_tokens->count() || f.temperature->count() || f.warmup->count())
       return Fail(kExitUsage,
-                  "load --conversations: --duration, --prompt-tokens and --temperature belong to --streams "
+                  "load --conversations: --duration, --warmup, --prompt-tokens and --temperature belong to --streams "
                   "(conversations are greedy)");
   }
   if (!o.allow_remote && !IsLoopbackTarget(g.server))
@@ -104,6 +104,10 @@ void AddLoadCommand(CLI::App& app, const GlobalOptions& g, Action* action) {
                    ->check(CLI::Range(1, kMaxLoadStreams));
   f->duration = sub->add_option("--duration", o.duration, "seconds to run (stream mode)")
                     ->check(CLI::Range(0.001, kMaxLoadDurationSeconds));
+  f->warmup = sub->add_option("--warmup", o.warmup,
+                              "stream mode: seconds the streams run before the measured --duration starts "
+                              "(not counted in tokens/s, latencies or requests)")
+                  ->check(CLI::Range(0.0, kMaxLoadDurationSeconds));
   f->prompt_tokens = sub->add_option("--prompt-tokens", o.prompt_tokens, "random prompt ids per request")
                          ->check(CLI::Range(1, kMaxLoadPromptTokens));
   f->conversations = sub->add_option("--conversations", o.conversations, "concurrent conversations (sessions)")

@@ -1,7 +1,10 @@
 // retain load --streams N: N threads, each running Generate requests back to back on a shared
 // channel until the duration ends; then every request in flight is cancelled. Times are taken
 // on this side, at each token's arrival: time to first token from the call's start, inter-token
-// latency between consecutive tokens of one request.
+// latency between consecutive tokens of one request. With --warmup W the streams run W seconds
+// first; then tokens and inter-token gaps count from the end of the warm-up, and requests (with
+// their time to first token and prompt tokens) when they started after it, so the figures are the
+// steady state, not the ramp-up of N streams starting together.
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -33,7 +36,9 @@ struct Slot {
 };
 
 struct Run {
+  Clock::time_point measure_from;  // start + warm-up
   std::atomic<bool> stop{false};
+  std::atomic<uint64_t> all_tokens{0};  // warm-up included, for the progress line
   std::atomic<uint64_t> requests{0}, tokens{0}, prompt_tokens{0}, cancelled_at_end{0};
   LatencyHistogram ttft, itl;
   ErrorTally errors;
@@ -60,6 +65,7 @@ void Stream(int index, const GlobalOptions& g, const LoadOptions& o, const LoadT
       slot.ctx = &ctx;
     }
     const Clock::time_point start = Clock::now();
+    const bool measured = start >= run.measure_from;
     Clock::time_point last;
     bool first = true;
     auto reader = stub->Generate(&ctx, req);
@@ -68,14 +74,16 @@ void Stream(int index, const GlobalOptions& g, const LoadOptions& o, const LoadT
     while (reader->Read(&resp)) {
       if (resp.has_token()) {
         const Clock::time_point now = Clock::now();
+        const bool counted = now >= run.measure_from;
         if (first) {
-          run.ttft.Add(Since(start, now));
+          if (measured) run.ttft.Add(Since(start, now));
           first = false;
-        } else {
+        } else if (counted) {
           run.itl.Add(Since(last, now));
         }
         last = now;
-        run.tokens.fetch_add(1, std::memory_order_relaxed);
+        run.all_tokens.fetch_add(1, std::memory_order_relaxed);
+        if (counted) run.tokens.fetch_add(1, std::memory_order_relaxed);
       } else if (resp.has_finished()) {
         prompt = resp.finished().usage().prompt_tokens();
       }
@@ -85,7 +93,9 @@ void Stream(int index, const GlobalOptions& g, const LoadOptions& o, const LoadT
       std::lock_guard<std::mutex> l(slot.mu);
       slot.ctx = nullptr;
     }
-    if (st.ok()) {
+    if (st.ok() && !measured) {
+      // started in the warm-up: its tokens after it count, the request does not
+    } else if (st.ok()) {
       run.requests.fetch_add(1);
       run.prompt_tokens.fetch_add(static_cast<uint64_t>(prompt));
     } else if (run.stop.load() && st.error_code() == grpc::StatusCode::CANCELLED) {
@@ -110,7 +120,9 @@ int RunStreamLoad(const GlobalOptions& g, const LoadOptions& o, const LoadTarget
   std::vector<std::thread> threads;
   threads.reserve(slots.size());
   const Clock::time_point start = Clock::now();
-  const Clock::time_point end = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.duration));
+  run.measure_from = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.warmup));
+  const Clock::time_point end =
+      run.measure_from + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.duration));
   auto stop_all = [&] {
     run.stop.store(true);
     for (Slot& s : slots) {
@@ -133,7 +145,7 @@ int RunStreamLoad(const GlobalOptions& g, const LoadOptions& o, const LoadTarget
     const Clock::time_point tick = std::min(end, start + std::chrono::seconds(second));
     std::this_thread::sleep_until(tick);
     if (tick >= end) break;
-    const uint64_t tokens = run.tokens.load();
+    const uint64_t tokens = run.all_tokens.load();
     if (!o.quiet)
       std::fprintf(stderr, "[load] %3ds: %llu requests, %llu tokens, %.1f tok/s, ttft p50 %.1f ms, itl p50 %.2f ms, %llu errors\n",
                    second, static_cast<unsigned long long>(run.requests.load()),
@@ -143,7 +155,7 @@ int RunStreamLoad(const GlobalOptions& g, const LoadOptions& o, const LoadTarget
     last_tokens = tokens;
   }
   stop_all();
-  const double elapsed = Since(start, Clock::now());
+  const double elapsed = Since(run.measure_from, Clock::now());
   const uint64_t tokens = run.tokens.load();
   const double rate = static_cast<double>(tokens) / elapsed;
 
@@ -156,6 +168,7 @@ int RunStreamLoad(const GlobalOptions& g, const LoadOptions& o, const LoadTarget
                         {"streams", o.streams},
                         {"channels", o.channels},
                         {"duration_seconds", o.duration},
+                        {"warmup_seconds", o.warmup},
                         {"elapsed_seconds", elapsed},
                         {"prompt_tokens", o.prompt_tokens},
                         {"max_tokens", o.max_tokens},
@@ -170,8 +183,8 @@ int RunStreamLoad(const GlobalOptions& g, const LoadOptions& o, const LoadTarget
                         {"itl_seconds", Percentiles(run.itl)}};
     std::printf("%s\n", j.dump().c_str());
   } else {
-    std::printf("streams %d over %d channel(s), %.2f s, model %s, prompt %d tokens, max %d tokens\n", o.streams,
-                o.channels, elapsed, t.model.c_str(), o.prompt_tokens, o.max_tokens);
+    std::printf("streams %d over %d channel(s), %.2f s after %.2f s of warm-up, model %s, prompt %d tokens, max %d tokens\n",
+                o.streams, o.channels, elapsed, o.warmup, t.model.c_str(), o.prompt_tokens, o.max_tokens);
     std::printf("requests %llu (+%llu cancelled at the end), errors %llu\n",
                 static_cast<unsigned long long>(run.requests.load()),
                 static_cast<unsigned long long>(run.cancelled_at_end.load()),

@@ -11,12 +11,17 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   prometheus-cpp-dev libcli11-dev libxxhash-dev
+  # retain-server's OpenAI-compatible HTTP front-end (server/http) is served by cpp-httplib.
+  libcpp-httplib-dev
   # retain-server checks its TLS files and hashes bearer tokens with OpenSSL (libcrypto).
   libssl-dev
   python3 python3-grpcio python3-protobuf curl
   # client/python installs with pip into a venv (tests/python/test_python_client.py); the TLS
   # tests make their certificates with openssl; client/node runs on node.
   python3-venv python3-pip python3-setuptools openssl nodejs
+  # The Playground test drives the HTTP front-end's page in a real, headless browser
+  # (puppeteer-core from client/node's lockfile, pointed at this chromium; nothing downloads one).
+  chromium
   # deploy/prometheus: promtool checks the config and rules, and the end-to-end test runs a real
   # prometheus (its own, on 127.0.0.1; the Debian service is not started, see below) and reads the
   # dashboard and rules with PyYAML.

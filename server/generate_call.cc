@@ -21,7 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
-#include "retain/engine/text_stream.h"
+#include "server/generate_prepare.h"
 #include "server/grpc_status.h"
 #include "server/log.h"
 #include "server/metrics.h"
@@ -44,15 +44,6 @@ v1::Finished::Reason ProtoReason(engine::FinishReason r) {
     case engine::FinishReason::kDeadline: return v1::Finished::REASON_UNSPECIFIED;  // ends in DEADLINE_EXCEEDED
   }
   return v1::Finished::REASON_UNSPECIFIED;
-}
-
-// One token's bytes as valid UTF-8 (an alternative's bytes may be part of a character).
-std::string TokenText(const engine::Tokenizer* tok, engine::TokenId id) {
-  if (tok == nullptr) return "";
-  engine::TextStream stream(tok, {});
-  auto piece = stream.Push(id);
-  if (!piece.ok()) return "";
-  return piece->text + stream.Flush();
 }
 
 class GenerateCall;
@@ -125,7 +116,7 @@ bool CallSink::OnToken(engine::TokenEvent&& e) {
   return call_ != nullptr && call_->EngineToken(std::move(e));
 }
 void CallSink::OnFinished(const engine::FinishedEvent& e) {
-  metrics_->RecordFinished(model_, tenant_, e);
+  metrics_->RecordFinished(model_, tenant_, Protocol::kGrpc, e);
   std::lock_guard<std::mutex> l(mu);
   if (call_ != nullptr) call_->EngineFinished(e);
 }
@@ -138,35 +129,17 @@ void GenerateCall::Start(const v1::GenerateRequest& request) {
   auto caller = Authenticate(deps_, ctx_);
   if (!caller.ok()) return Reject(caller.status());
   tenant_ = caller->tenant;
-  // Which model: the session's owner when continuing one, else the named (or default) model.
-  if (!request.session_id().empty()) {
-    absl::Status st = CheckSessionId(request.session_id(), "session_id");
-    if (!st.ok()) return Reject(st);
-    session_id_ = request.session_id();
-    auto owner = deps_.owners->Find(*caller, request.session_id());
-    if (!owner.ok()) return Reject(owner.status());
-    model_ = owner->first;
-    if (!request.model().empty() && request.model() != model_->name)
-      return Reject(absl::InvalidArgumentError(absl::StrCat("model \"", request.model().substr(0, 128),
-                                                            "\" does not hold session_id ", session_id_,
-                                                            "; it belongs to model ", model_->name)));
-  } else {
-    auto m = deps_.registry->Find(request.model());
-    if (!m.ok()) return Reject(m.status());
-    model_ = *m;
-  }
+  auto model = ResolveGenerateModel(deps_, *caller, request);
+  if (!model.ok()) return Reject(model.status());
+  session_id_ = request.session_id();  // checked by ResolveGenerateModel, so safe to log
+  model_ = *model;
   engine::Engine& engine = *model_->engine;
-  ValidationContext vc{&engine.options(), engine.model().config().vocab_size, engine.tokenizer()};
-  auto input = ValidateGenerateRequest(request, vc);
-  if (!input.ok()) return Reject(input.status());
-  input->deadline = CallDeadline(ctx_);
-  input->cache_namespace = CacheNamespace(deps_, tenant_);
-  auto place = TakeRequestPlace(*caller);
-  if (!place.ok()) return Reject(place.status());
-  place_ = *std::move(place);
+  auto prepared = PrepareGenerate(deps_, *caller, *model_, request, CallDeadline(ctx_));
+  if (!prepared.ok()) return Reject(prepared.status());
+  place_ = std::move(prepared->place);
 
   sink_ = std::make_shared<CallSink>(this, deps_.metrics, model_->name, tenant_);
-  auto id = engine.Submit(*std::move(input), sink_);
+  auto id = engine.Submit(std::move(prepared->input), sink_);
   if (!id.ok()) {
     sink_->call_ = nullptr;  // the engine never calls a sink whose Submit failed
     return Reject(id.status());
@@ -215,7 +188,7 @@ bool GenerateCall::EngineToken(engine::TokenEvent&& e) {
     v1::TopLogprob* alt = t->add_top_logprobs();
     alt->set_id(id);
     alt->set_logprob(logprob);
-    alt->set_text(TokenText(tok, id));
+    alt->set_text(AlternativeText(tok, id));
   }
   Enqueue(std::move(r));
   return true;

@@ -111,7 +111,7 @@ struct Families {
 // One model's series, resolved once so the step thread only increments and observes.
 class ModelObserver final : public engine::EngineObserver {
  public:
-  ModelObserver(Families& f, const std::string& model)
+  ModelObserver(Families& f, const std::string& model, bool http)
       : f_(f),
         model_(model),
         lru_(f.evictions.Add({{"model", model}, {"reason", "lru"}})),
@@ -126,11 +126,16 @@ class ModelObserver final : public engine::EngineObserver {
         step_(f.step.Add({{"model", model}}, kStepBuckets)) {
     // Anonymous-tenant series exist from the start, as before tenants (a tenant's appear at its
     // first request).
-    for (engine::FinishReason r : kReasons) f.finished.Add({{"model", model}, {"reason", engine::FinishReasonName(r)}});
-    // Every code's series from the start at 0: rate() and increase() need a sample before the
-    // first error of a code, or that error would never show in an alert.
-    for (int code = 1; code <= static_cast<int>(absl::StatusCode::kUnauthenticated); ++code)
-      f.errors.Add({{"model", model}, {"code", StatusCodeLabel(static_cast<absl::StatusCode>(code))}});
+    std::vector<std::string> protocols = {ProtocolName(Protocol::kGrpc)};
+    if (http) protocols.push_back(ProtocolName(Protocol::kHttp));
+    for (const std::string& p : protocols) {
+      for (engine::FinishReason r : kReasons)
+        f.finished.Add({{"model", model}, {"protocol", p}, {"reason", engine::FinishReasonName(r)}});
+      // Every code's series from the start at 0: rate() and increase() need a sample before the
+      // first error of a code, or that error would never show in an alert.
+      for (int code = 1; code <= static_cast<int>(absl::StatusCode::kUnauthenticated); ++code)
+        f.errors.Add({{"model", model}, {"protocol", p}, {"code", StatusCodeLabel(static_cast<absl::StatusCode>(code))}});
+    }
     f.prompt_tokens.Add({{"model", model}});
     f.generation_tokens.Add({{"model", model}});
   }
@@ -338,7 +343,7 @@ int Metrics::port() const {
 }
 
 engine::EngineObserver* Metrics::AddModel(const std::string& model) {
-  impl_->observers.push_back(std::make_unique<ModelObserver>(impl_->families, model));
+  impl_->observers.push_back(std::make_unique<ModelObserver>(impl_->families, model, http_));
   return impl_->observers.back().get();
 }
 
@@ -346,19 +351,24 @@ void Metrics::SetStatsSource(StatsSource source) { impl_->gauges->Set(std::move(
 
 void Metrics::SetSessionsSource(SessionsSource source) { impl_->gauges->SetSessions(std::move(source)); }
 
-void Metrics::RecordFinished(const std::string& model, const std::string& tenant, const engine::FinishedEvent& e) {
+const char* ProtocolName(Protocol p) { return p == Protocol::kHttp ? "http" : "grpc"; }
+
+void Metrics::RecordFinished(const std::string& model, const std::string& tenant, Protocol protocol,
+                             const engine::FinishedEvent& e) {
   std::map<std::string, std::string> labels = {{"model", model}};
   if (!tenant.empty()) labels["tenant"] = tenant;
   Families& f = impl_->families;
   f.prompt_tokens.Add(labels).Increment(e.prompt_tokens);
   f.generation_tokens.Add(labels).Increment(e.generated_tokens);
   labels["reason"] = engine::FinishReasonName(e.reason);
+  labels["protocol"] = ProtocolName(protocol);
   f.finished.Add(labels).Increment();
 }
 
-void Metrics::RecordError(const std::string& model, absl::StatusCode code) {
+void Metrics::RecordError(const std::string& model, absl::StatusCode code, Protocol protocol) {
   if (code == absl::StatusCode::kOk) return;
-  impl_->families.errors.Add({{"model", model}, {"code", StatusCodeLabel(code)}}).Increment();
+  impl_->families.errors.Add({{"model", model}, {"protocol", ProtocolName(protocol)}, {"code", StatusCodeLabel(code)}})
+      .Increment();
 }
 
 }  // namespace retain::server

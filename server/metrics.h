@@ -2,7 +2,9 @@
 // Names follow Prometheus conventions with a retain_ prefix and a `model` label, mirroring vLLM's
 // set where one exists; with --auth-tokens, requests_finished, the token counters and sessions
 // also carry a `tenant` label (the tenant's name from the token file, never its token):
-//   counters   retain_requests_finished_total{reason}, retain_request_errors_total{code},
+// Requests and errors also carry `protocol` (grpc, or http for the OpenAI-compatible front-end):
+// sum by (model, reason) over it gives what the series said before the label existed.
+//   counters   retain_requests_finished_total{reason,protocol}, retain_request_errors_total{code,protocol},
 //              retain_prompt_tokens_total, retain_generation_tokens_total,
 //              retain_evictions_total{reason}
 //   histograms retain_time_to_first_token_seconds, retain_inter_token_latency_seconds,
@@ -31,6 +33,9 @@
 
 namespace retain::server {
 
+enum class Protocol { kGrpc, kHttp };
+const char* ProtocolName(Protocol p);  // "grpc", "http": the label value
+
 class Metrics {
  public:
   // `listen` HOST:PORT (port 0: any); empty = metrics are recorded but not served. Unavailable
@@ -45,6 +50,10 @@ class Metrics {
   // the engine. Call once per model, before serving starts.
   engine::EngineObserver* AddModel(const std::string& model);
 
+  // Makes every model added from now on also start its `protocol="http"` series at 0 (call before
+  // the models load when the HTTP front-end is on; gRPC's always exist).
+  void ServeHttp() { http_ = true; }
+
   // Read at scrape time: (model, stats) for every model. Set once the engines exist; set to
   // nullptr before they are destroyed.
   using StatsSource = std::function<std::vector<std::pair<std::string, engine::EngineStats>>()>;
@@ -57,17 +66,19 @@ class Metrics {
 
   // A request the engine finished (Generate, or a CreateSession prefill): the finished-request and
   // token counters, labelled with the tenant unless it is the anonymous one ("").
-  void RecordFinished(const std::string& model, const std::string& tenant, const engine::FinishedEvent& e);
+  void RecordFinished(const std::string& model, const std::string& tenant, Protocol protocol,
+                      const engine::FinishedEvent& e);
 
   // One gRPC error returned by an RPC. `model` is "" when the request named no model it could be
   // resolved to (so a client cannot grow the label set).
-  void RecordError(const std::string& model, absl::StatusCode code);
+  void RecordError(const std::string& model, absl::StatusCode code, Protocol protocol = Protocol::kGrpc);
 
   struct Impl;
 
  private:
   explicit Metrics(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
+  bool http_ = false;
 };
 
 }  // namespace retain::server

@@ -12,6 +12,7 @@
 #include "server/model_fingerprint.h"
 #include "server/model_registry.h"
 #include "server/request_validation.h"
+#include "server/session_ops.h"
 #include "server/session_owners.h"
 #include "server/tenants.h"
 
@@ -139,18 +140,8 @@ grpc::ServerUnaryReactor* RetainService::DeleteSession(grpc::CallbackServerConte
                                                        v1::DeleteSessionResponse* /*response*/) {
   const absl::Time start = absl::Now();
   auto caller = Authenticate(deps_, ctx);
-  absl::Status st = caller.ok() ? CheckSessionId(request->session_id(), "session_id") : caller.status();
   std::string model;
-  if (st.ok()) {
-    auto owner = deps_.owners->Find(*caller, request->session_id());
-    if (owner.ok()) {
-      model = owner->first->name;
-      st = owner->first->engine->DeleteSession(request->session_id());
-      if (st.ok()) deps_.owners->Remove(request->session_id());
-    } else {
-      st = owner.status();
-    }
-  }
+  absl::Status st = caller.ok() ? DeleteOwnedSession(deps_, *caller, request->session_id(), &model) : caller.status();
   LogUnary("delete_session", model, request->session_id().substr(0, kMaxSessionIdBytes),
            caller.ok() ? caller->tenant : "", st, start, ctx);
   return FinishUnary(deps_, ctx, st, model);
@@ -162,22 +153,15 @@ grpc::ServerUnaryReactor* RetainService::ForkSession(grpc::CallbackServerContext
     return StartRewindSession(deps_, ctx, request->session_id(), request->position(), /*fork=*/true, response);
   const absl::Time start = absl::Now();
   auto caller = Authenticate(deps_, ctx);
-  absl::Status st = caller.ok() ? CheckSessionId(request->session_id(), "session_id") : caller.status();
   std::string model, fork_id;
+  absl::Status st = caller.status();
   if (st.ok()) {
-    auto owner = deps_.owners->Find(*caller, request->session_id());
-    if (owner.ok()) {
-      model = owner->first->name;
-      ServedModel* m = owner->first;
-      auto info = deps_.owners->Add(*caller, *m, [&] { return m->engine->ForkSession(request->session_id()); });
-      if (info.ok()) {
-        fork_id = info->id;
-        FillSession(*owner->first, *info, response);
-      }
-      st = info.status();
-    } else {
-      st = owner.status();
+    auto fork = ForkOwnedSession(deps_, *caller, request->session_id(), &model);
+    if (fork.ok()) {
+      fork_id = fork->second.id;
+      FillSession(*fork->first, fork->second, response);
     }
+    st = fork.status();
   }
   LogUnary("fork_session", model, absl::StrCat(request->session_id().substr(0, kMaxSessionIdBytes), "->", fork_id),
            caller.ok() ? caller->tenant : "", st, start, ctx);

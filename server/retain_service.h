@@ -20,6 +20,8 @@ class RetainService final : public v1::Retain::CallbackService {
 
   // True once every streaming call (and CreateSession prefill) has ended, waiting at most `timeout`.
   bool WaitForCalls(absl::Duration timeout) { return calls_.WaitIdle(timeout); }
+  // What the calls share, for the HTTP front-end to serve through the same pieces.
+  const ServiceDeps& deps() const { return deps_; }
 
   grpc::ServerWriteReactor<v1::GenerateResponse>* Generate(grpc::CallbackServerContext* ctx,
                                                            const v1::GenerateRequest* request) override;

@@ -12,6 +12,7 @@
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "server/http/http_frontend.h"
 #include "server/log.h"
 #include "server/metrics.h"
 #include "server/model_registry.h"
@@ -74,11 +75,12 @@ std::string Describe(const ServedModel& m) {
 
 // Drain, run by the signal thread once SIGTERM/SIGINT arrives.
 void Drain(const ServerConfig& config, ModelRegistry& registry, RetainService& service, grpc::Server& server,
-           int signo) {
+           HttpFrontEnd* http, int signo) {
   LogLine(absl::StrCat("received ", signo == SIGINT ? "SIGINT" : "SIGTERM", ": draining (--drain-timeout ",
                        absl::FormatDuration(config.drain_timeout), ")"));
   // NOT_SERVING for "", "retain.v1.Retain" and every other name at once, and for good.
   if (auto* health = server.GetHealthCheckService(); health != nullptr) health->Shutdown();
+  if (http != nullptr) http->BeginDrain();
   for (const auto& m : registry.models()) m->engine->BeginDrain();
   const absl::Time deadline = absl::Now() + config.drain_timeout;
   bool idle = true;
@@ -91,7 +93,8 @@ void Drain(const ServerConfig& config, ModelRegistry& registry, RetainService& s
   }
   // The engines are idle; the streams send what they still hold. Then shut down at once: with
   // no call left, a longer deadline would only wait for idle client connections to go.
-  const bool calls_done = service.WaitForCalls(kShutdownGrace);
+  bool calls_done = service.WaitForCalls(kShutdownGrace);
+  if (http != nullptr) calls_done = http->WaitIdle(kShutdownGrace) && calls_done;  // SSE streams written out
   server.Shutdown(absl::ToChronoTime(absl::Now() + (calls_done ? kShutdownNoCalls : kShutdownGrace)));
 }
 
@@ -119,6 +122,7 @@ int RunServer(const ServerConfig& config) {
     LogLine(metrics.status().message());
     return 1;
   }
+  if (config.http.enabled()) (*metrics)->ServeHttp();
   auto registry = ModelRegistry::Load(config, metrics->get());
   if (!registry.ok()) {
     LogLine(registry.status().message());
@@ -131,6 +135,18 @@ int RunServer(const ServerConfig& config) {
   if ((*tenants)->enabled()) (*metrics)->SetSessionsSource([&owners] { return owners.Counts(); });
 
   RetainService service(reg, metrics->get(), tenants->get(), &owners, config.prefix_cache_shared);
+  std::unique_ptr<HttpFrontEnd> http;
+  if (config.http.enabled()) {
+    auto started = HttpFrontEnd::Start(config.http, service.deps(),
+                                       static_cast<size_t>(config.security.transport.max_receive_message_bytes));
+    if (!started.ok()) {
+      LogLine(started.status().message());
+      (*metrics)->SetStatsSource(nullptr);
+      (*metrics)->SetSessionsSource(nullptr);
+      return started.status().code() == absl::StatusCode::kUnavailable ? 1 : 2;
+    }
+    http = *std::move(started);
+  }
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -144,6 +160,7 @@ int RunServer(const ServerConfig& config) {
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
     LogLine(absl::StrCat("--listen ", config.listen, ": cannot listen there"));
+    http.reset();
     (*metrics)->SetStatsSource(nullptr);
     (*metrics)->SetSessionsSource(nullptr);
     return 1;
@@ -162,18 +179,24 @@ int RunServer(const ServerConfig& config) {
       (*tenants)->enabled()
           ? absl::StrCat("tenants: ", (*tenants)->size(), " from --auth-tokens ", (*tenants)->path(), " (bearer tokens required)")
           : "tenants: none (no --auth-tokens: one anonymous tenant, no token asked for)";
+  std::string http_at;
+  if (http != nullptr)
+    http_at = absl::StrCat("http on http://", HostOf(config.http.listen), ":", http->port(),
+                           " (OpenAI API, playground; ", config.http.threads, " threads, ", config.http.max_generations,
+                           " generations); ");
   const engine::ServingOptions& so = config.serving;
   LogLine(absl::StrCat("listening on ", HostOf(config.listen), ":", port, " (", transport->description, "); ",
-                       metrics_at, "; ", tenants_are, "; models: ", absl::StrJoin(models, "; "), "; max-batch ",
+                       http_at, metrics_at, "; ", tenants_are, "; models: ", absl::StrJoin(models, "; "), "; max-batch ",
                        so.max_batch, ", max-step-tokens ", so.max_step_tokens, ", max-queue ", so.max_queue));
 
   std::thread signal_thread([&] {
     int signo = 0;
     while (sigwait(&signals, &signo) == 0 && signo == SIGHUP) ReloadTenants(**tenants);
-    Drain(config, *reg, service, *server, signo);
+    Drain(config, *reg, service, *server, http.get(), signo);
   });
   server->Wait();
   signal_thread.join();
+  if (http != nullptr) http->Stop();  // before the engines its handlers use go
   LogLine("drained; exiting");
   (*metrics)->SetStatsSource(nullptr);
   (*metrics)->SetSessionsSource(nullptr);

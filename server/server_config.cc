@@ -77,6 +77,7 @@ struct RawFlags {
   std::string drain_timeout = "30";
   RawSecurityFlags security;
   RawHistoryFlags history;
+  RawHttpFlags http;
 };
 
 absl::StatusOr<ServerConfig> Build(const RawFlags& f) {
@@ -115,6 +116,7 @@ absl::StatusOr<ServerConfig> Build(const RawFlags& f) {
   if (!(st = ParseSecondsFlag(f.drain_timeout, "--drain-timeout", 0, &c.drain_timeout)).ok()) return st;
   if (!(st = BuildSecurityConfig(f.security, &c.security)).ok()) return st;
   if (!(st = BuildHistoryConfig(f.history, &c.serving, &c.prefix_cache_shared)).ok()) return st;
+  if (!(st = BuildHttpConfig(f.http, &c.http)).ok()) return st;
   if (!(st = ValidateServerConfig(c)).ok()) return st;
   return c;
 }
@@ -243,6 +245,7 @@ ParsedFlags ParseServerConfig(int argc, const char* const* argv) {
       ->type_name("SECONDS")->capture_default_str();
   AddSecurityFlags(app, &f.security);
   AddHistoryFlags(app, &f.history);
+  AddHttpFlags(app, &f.http);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -9,6 +9,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "retain/engine/serving.h"
+#include "server/http/http_config.h"
 #include "server/security_config.h"
 
 namespace retain::server {
@@ -29,6 +30,7 @@ struct ServerConfig {
   absl::Duration drain_timeout = absl::Seconds(30);
   SecurityConfig security;  // TLS, tenants, gRPC transport limits (security_config.h)
   bool prefix_cache_shared = false;  // --prefix-cache-shared (history_flags.h)
+  HttpConfig http;          // the OpenAI-compatible HTTP front-end (http/http_config.h)
 };
 
 struct ParsedFlags {

@@ -295,7 +295,7 @@ void PrefillCall::OnDone() {
 }
 
 void PrefillSink::OnFinished(const engine::FinishedEvent& e) {
-  metrics_->RecordFinished(model_, tenant_, e);
+  metrics_->RecordFinished(model_, tenant_, Protocol::kGrpc, e);
   std::lock_guard<std::mutex> l(mu);
   if (call != nullptr) call->Prefilled(e);
 }

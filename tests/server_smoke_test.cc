@@ -232,7 +232,7 @@ TEST_F(ServerSmokeTest, BadRequestsGetTheirCodeAndNameTheField) {
   EXPECT_TRUE(Generate(*stub_, ok).status.ok());
   // And counted every error.
   const std::string metrics = HttpGet(server_->metrics_port(), "/metrics");
-  EXPECT_NE(metrics.find("retain_request_errors_total{code=\"INVALID_ARGUMENT\",model=\"rwkv7-kjv-byte\"} 7"),
+  EXPECT_NE(metrics.find("retain_request_errors_total{code=\"INVALID_ARGUMENT\",model=\"rwkv7-kjv-byte\",protocol=\"grpc\"} 7"),
             std::string::npos)
       << metrics;
 }
@@ -249,7 +249,7 @@ TEST_F(ServerSmokeTest, MetricsListFinishedRequests) {
   ASSERT_TRUE(Generate(*stub_, req).status.ok());
   const std::string metrics = HttpGet(server_->metrics_port(), "/metrics");
   EXPECT_NE(metrics.find("200 OK"), std::string::npos) << metrics;
-  EXPECT_NE(metrics.find("retain_requests_finished_total{model=\"rwkv7-kjv-byte\",reason=\"length\"} 1"),
+  EXPECT_NE(metrics.find("retain_requests_finished_total{model=\"rwkv7-kjv-byte\",protocol=\"grpc\",reason=\"length\"} 1"),
             std::string::npos)
       << metrics;
   EXPECT_NE(metrics.find("retain_generation_tokens_total{model=\"rwkv7-kjv-byte\"} 3"), std::string::npos) << metrics;

@@ -350,7 +350,7 @@ TEST_F(TenantsTest, MetricsCarryTheTenantNeverTheToken) {
   const std::string m = retain::testing::HttpGet(server_->metrics_port(), "/metrics");
   EXPECT_NE(m.find("retain_generation_tokens_total{model=\"rwkv7-kjv-byte\",tenant=\"alice\"} 3"), std::string::npos)
       << m;
-  EXPECT_NE(m.find("retain_requests_finished_total{model=\"rwkv7-kjv-byte\",reason=\"length\",tenant=\"alice\"} 1"),
+  EXPECT_NE(m.find("retain_requests_finished_total{model=\"rwkv7-kjv-byte\",protocol=\"grpc\",reason=\"length\",tenant=\"alice\"} 1"),
             std::string::npos)
       << m;
   EXPECT_NE(m.find("retain_sessions{model=\"rwkv7-kjv-byte\",tenant=\"bob\"} 1"), std::string::npos) << m;

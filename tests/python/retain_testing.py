@@ -14,6 +14,8 @@ import threading
 import time
 
 _LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
+_HTTP = re.compile(r"http on http://127\.0\.0\.1:(\d+)")
+_METRICS = re.compile(r"metrics on http://127\.0\.0\.1:(\d+)/metrics")
 
 
 def env_path(name):
@@ -33,6 +35,8 @@ class ServerProcess:
         self._lock = threading.Lock()
         self._port_ready = threading.Event()
         self.port = None
+        self.http_port = None  # with --http-listen 127.0.0.1:0
+        self.metrics_port = None
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE)
         self._reader = threading.Thread(target=self._drain, daemon=True)
@@ -51,6 +55,10 @@ class ServerProcess:
                 m = _LISTENING.search(line)
                 if m:
                     self.port = int(m.group(1))
+                    h = _HTTP.search(line)
+                    self.http_port = int(h.group(1)) if h else None
+                    p = _METRICS.search(line)
+                    self.metrics_port = int(p.group(1)) if p else None
                     self._port_ready.set()
         self._port_ready.set()  # the process ended (without the line, port stays None)
 

@@ -219,6 +219,18 @@ class CliTest(unittest.TestCase):
             self.assertLessEqual(r[k]["p50"], r[k]["p90"])
             self.assertLessEqual(r[k]["p90"], r[k]["p99"])
         self.assertIn("[load]", err)  # the progress line
+        # With a warm-up only requests started after it count, so the invariants above still hold.
+        out, _, _ = self.run_cli("load", "--streams", "2", "--warmup", "1", "--duration", "2", "--prompt-tokens", "8",
+                                 "--max-tokens", "8", "--json", "--quiet")
+        w = json.loads(out)
+        self.assertEqual(w["warmup_seconds"], 1)
+        self.assertGreater(w["requests"], 0)
+        self.assertLess(w["elapsed_seconds"], 2.9)  # the measured window, not warm-up + duration
+        self.assertEqual(w["prompt_tokens_processed"], 8 * w["requests"])
+        self.assertGreaterEqual(w["generated_tokens"], 8 * w["requests"])
+        self.assertLessEqual(w["ttft_seconds"]["count"], w["requests"] + w["cancelled_at_end"])
+        self.run_cli("load", "--conversations", "1", "--turns", "1", "--turn-tokens", "1", "--max-tokens", "1",
+                     "--warmup", "1", expect=2)
         out, _, _ = self.run_cli("load", "--streams", "2", "--duration", "1", "--prompt-tokens", "4", "--max-tokens", "4",
                                  "--channels", "2")
         self.assertIn("tokens/s", out)

@@ -6,6 +6,7 @@ const { spawn } = require('node:child_process');
 const readline = require('node:readline');
 
 const LISTENING = /listening on 127\.0\.0\.1:(\d+)/;
+const HTTP = /http on http:\/\/127\.0\.0\.1:(\d+)/; // with --http-listen
 
 function envPath(name) {
   const value = process.env[name];
@@ -30,6 +31,8 @@ class ServerProcess {
         const m = this.port === undefined && LISTENING.exec(line);
         if (m) {
           this.port = Number(m[1]);
+          const h = HTTP.exec(line);
+          if (h) this.httpPort = Number(h[1]);
           resolve(this);
         }
       });
