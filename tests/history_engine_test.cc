@@ -468,3 +468,89 @@ INSTANTIATE_TEST_SUITE_P(Kits, PrefixCacheKit,
 
 }  // namespace
 }  // namespace retain::engine
+
+namespace retain::engine {
+namespace {
+
+// Rewind on each architecture's conformance kit: a three-turn session rewound (on forks) to a turn
+// boundary and to a position between checkpoints, against a fresh session prefilled with the same
+// tokens. The exported state bytes must be equal for RWKV (token by token whatever the chunking);
+// for RetNet and TransNormerLLM, whose prefill is chunkwise and whose chunk boundaries move when the
+// re-prefill starts at a checkpoint, the test reports whether the bytes are equal and requires the
+// next token's top log-probabilities within the kit's tolerance and the same greedy tokens.
+class RewindKit : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(RewindKit, RewoundSessionEqualsAFreshPrefillWithinWhatTheArchitectureGuarantees) {
+  const std::string kit = GetParam();
+  auto c = ReadConformanceCase(retain::testing::KitDir(kit) + "/case.json");
+  ASSERT_TRUE(c.ok()) << c.status();
+  const bool exact = kit.rfind("rwkv", 0) == 0;
+  auto e = KitEngine(kit, 0);
+  const int vocab = e->model().config().vocab_size;
+  auto s = e->CreateSession();
+  ASSERT_TRUE(s.ok());
+  std::vector<TokenId> tokens;
+  std::vector<int64_t> turn_ends;
+  for (uint32_t turn = 0; turn < 3; ++turn) {
+    const std::vector<TokenId> prompt = retain::testing::RandomTokens(70, vocab, 100 + turn);
+    tokens.insert(tokens.end(), prompt.begin(), prompt.end());
+    auto sink = RunToEnd(*e, Greedy(prompt, 5, s->id));
+    ASSERT_TRUE(sink->error.ok()) << sink->error;
+    tokens.insert(tokens.end(), sink->tokens.begin(), sink->tokens.end());
+    turn_ends.push_back(static_cast<int64_t>(tokens.size()));
+  }
+  auto next = [&](const std::string& id) {
+    GenerateInput in = Greedy({}, 6, id);
+    in.logprobs = 5;
+    auto sink = RunToEnd(*e, in);
+    EXPECT_TRUE(sink->error.ok()) << sink->error;
+    return sink;
+  };
+  double worst = 0;
+  bool bytes_equal = true;
+  for (int64_t p : {turn_ends[0], turn_ends[1] + 37}) {
+    SCOPED_TRACE(p);
+    auto fork = e->ForkSession(s->id);
+    ASSERT_TRUE(fork.ok()) << fork.status();
+    ASSERT_TRUE(Rewind(*e, fork->id, p).ok());
+    const std::string fresh = PrefilledSession(*e, First(tokens, p));
+    auto a = e->ExportSession(fork->id);
+    auto b = e->ExportSession(fresh);
+    ASSERT_TRUE(a.ok() && b.ok());
+    EXPECT_EQ(a->position, p);
+    EXPECT_EQ(a->position, b->position);
+    EXPECT_EQ(a->pending, b->pending);
+    bytes_equal = bytes_equal && a->state == b->state;
+    if (exact) EXPECT_TRUE(a->state == b->state) << kit << ": a rewound RWKV state must be bit for bit";
+    auto x = next(fork->id);
+    auto y = next(fresh);
+    EXPECT_EQ(x->tokens, y->tokens);
+    ASSERT_FALSE(x->events.empty());
+    ASSERT_FALSE(y->events.empty());
+    const auto& la = x->events[0].top_logprobs;
+    const auto& lb = y->events[0].top_logprobs;
+    ASSERT_EQ(la.size(), lb.size());
+    for (size_t i = 0; i < la.size(); ++i) {
+      EXPECT_EQ(la[i].id, lb[i].id);
+      worst = std::max(worst, static_cast<double>(std::abs(la[i].logprob - lb[i].logprob)));
+    }
+  }
+  if (exact) {
+    EXPECT_EQ(worst, 0.0) << kit;
+  } else {
+    EXPECT_LE(worst, 2 * c->max_abs) << kit;
+  }
+  std::printf("[ rewind ] %s: state bytes %s, max |logprob diff| = %.3g\n", kit.c_str(),
+              bytes_equal ? "equal" : "differ", worst);
+}
+
+INSTANTIATE_TEST_SUITE_P(Kits, RewindKit,
+                         ::testing::Values("rwkv7-tiny", "rwkv4-tiny", "retnet-tiny", "transnormer-tiny"),
+                         [](const auto& info) {
+                           std::string s = info.param;
+                           for (char& ch : s) if (ch == '-') ch = '_';
+                           return s;
+                         });
+
+}  // namespace
+}  // namespace retain::engine
