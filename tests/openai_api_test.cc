@@ -209,17 +209,18 @@ TEST(OpenAiResponses, ChunksResponsesAndSseFraming) {
   const json last = ChunkJson(chat, {}, "length", false);
   EXPECT_EQ(last["choices"][0]["finish_reason"], "length");
   EXPECT_TRUE(last["choices"][0]["delta"].empty());
-  const json usage = UsageChunkJson(chat, 4, 2);
+  const json usage = UsageChunkJson(chat, 4, 2, 3);
   EXPECT_TRUE(usage["choices"].empty());
   EXPECT_EQ(usage["usage"]["total_tokens"], 6);
+  EXPECT_EQ(usage["usage"]["prompt_tokens_details"]["cached_tokens"], 3);
 
-  const json whole = ResponseJson(chat, toks, "stop", 4);
+  const json whole = ResponseJson(chat, toks, "stop", 4, 0);
   EXPECT_EQ(whole["object"], "chat.completion");
   EXPECT_EQ(whole["choices"][0]["message"]["content"], "Hello");
   EXPECT_EQ(whole["choices"][0]["finish_reason"], "stop");
 
   ResponseMeta comp{ApiKind::kCompletion, "cmpl-req-2", "m", "", 1, true, 2};
-  const json c = ResponseJson(comp, toks, "length", 3);
+  const json c = ResponseJson(comp, toks, "length", 3, 0);
   EXPECT_EQ(c["object"], "text_completion");
   EXPECT_EQ(c["choices"][0]["text"], "Hello");
   EXPECT_EQ(c["choices"][0]["logprobs"]["text_offset"], json({0, 2}));

@@ -116,7 +116,7 @@ std::string NextEvents(Stream& s) {
     s.first = false;
   }
   out += SseEvent(ChunkJson(s.meta, {}, OpenAiFinishReason(e.reason), false));
-  if (s.include_usage) out += SseEvent(UsageChunkJson(s.meta, e.prompt_tokens, e.generated_tokens));
+  if (s.include_usage) out += SseEvent(UsageChunkJson(s.meta, e.prompt_tokens, e.generated_tokens, e.cached_tokens));
   absl::StrAppend(&out, kSseDone);
   return out;
 }
@@ -193,8 +193,8 @@ void HttpFrontEnd::Impl::Completion(const httplib::Request& req, httplib::Respon
         if (o.tokens.empty()) o.tokens.push_back(TokenOut{});
         o.tokens.back().text += e.text_tail;
       }
-      nlohmann::json body = ResponseJson(meta, o.tokens, OpenAiFinishReason(e.reason), e.prompt_tokens);
-      body["usage"] = UsageJson(e.prompt_tokens, e.generated_tokens);
+      nlohmann::json body = ResponseJson(meta, o.tokens, OpenAiFinishReason(e.reason), e.prompt_tokens, e.cached_tokens);
+      body["usage"] = UsageJson(e.prompt_tokens, e.generated_tokens, e.cached_tokens);
       ReplyJson(res, 200, body);
     }
     responses.Exit();

@@ -323,10 +323,11 @@ const char* OpenAiFinishReason(engine::FinishReason reason) {
   return "stop";
 }
 
-nlohmann::json UsageJson(int prompt_tokens, int completion_tokens) {
+nlohmann::json UsageJson(int prompt_tokens, int completion_tokens, int cached_tokens) {
   return json{{"prompt_tokens", prompt_tokens},
               {"completion_tokens", completion_tokens},
-              {"total_tokens", prompt_tokens + completion_tokens}};
+              {"total_tokens", prompt_tokens + completion_tokens},
+              {"prompt_tokens_details", {{"cached_tokens", cached_tokens}}}};
 }
 
 namespace {
@@ -380,7 +381,7 @@ json Envelope(const ResponseMeta& meta, const char* object) {
 }  // namespace
 
 nlohmann::json ResponseJson(const ResponseMeta& meta, const std::vector<TokenOut>& tokens, const char* finish_reason,
-                            int prompt_tokens) {
+                            int prompt_tokens, int cached_tokens) {
   const bool chat = meta.kind == ApiKind::kChat;
   json j = Envelope(meta, chat ? "chat.completion" : "text_completion");
   json choice = {{"index", 0}, {"logprobs", LogprobsJson(meta, tokens, 0)}, {"finish_reason", finish_reason}};
@@ -390,7 +391,7 @@ nlohmann::json ResponseJson(const ResponseMeta& meta, const std::vector<TokenOut
     choice["text"] = Concat(tokens);
   }
   j["choices"] = json::array({choice});
-  j["usage"] = UsageJson(prompt_tokens, static_cast<int>(tokens.size()));
+  j["usage"] = UsageJson(prompt_tokens, static_cast<int>(tokens.size()), cached_tokens);
   return j;
 }
 
@@ -414,10 +415,10 @@ nlohmann::json ChunkJson(const ResponseMeta& meta, const std::vector<TokenOut>& 
   return j;
 }
 
-nlohmann::json UsageChunkJson(const ResponseMeta& meta, int prompt_tokens, int completion_tokens) {
+nlohmann::json UsageChunkJson(const ResponseMeta& meta, int prompt_tokens, int completion_tokens, int cached_tokens) {
   json j = Envelope(meta, meta.kind == ApiKind::kChat ? "chat.completion.chunk" : "text_completion");
   j["choices"] = json::array();
-  j["usage"] = UsageJson(prompt_tokens, completion_tokens);
+  j["usage"] = UsageJson(prompt_tokens, completion_tokens, cached_tokens);
   return j;
 }
 

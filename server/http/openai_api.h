@@ -70,18 +70,20 @@ struct ResponseMeta {
   int top_logprobs = 0;
 };
 
-nlohmann::json UsageJson(int prompt_tokens, int completion_tokens);
+// OpenAI's usage object; prompt_tokens_details.cached_tokens: the prompt tokens served from the
+// prefix-state cache (Finished.usage.cached_tokens on gRPC; counted in prompt_tokens too).
+nlohmann::json UsageJson(int prompt_tokens, int completion_tokens, int cached_tokens);
 
 // The non-streaming response.
 nlohmann::json ResponseJson(const ResponseMeta& meta, const std::vector<TokenOut>& tokens, const char* finish_reason,
-                            int prompt_tokens);
+                            int prompt_tokens, int cached_tokens);
 
 // One streamed chunk: `tokens` (possibly none), then finish_reason when it is the last; a chat's
 // first chunk (`first`) carries the assistant role.
 nlohmann::json ChunkJson(const ResponseMeta& meta, const std::vector<TokenOut>& tokens, const char* finish_reason,
                          bool first);
 // The usage chunk sent after the last one when stream_options.include_usage is set.
-nlohmann::json UsageChunkJson(const ResponseMeta& meta, int prompt_tokens, int completion_tokens);
+nlohmann::json UsageChunkJson(const ResponseMeta& meta, int prompt_tokens, int completion_tokens, int cached_tokens);
 
 // `data: JSON\n\n` (invalid UTF-8 replaced, so a dump never throws); kSseDone ends a stream.
 std::string SseEvent(const nlohmann::json& j);

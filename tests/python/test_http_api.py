@@ -170,9 +170,29 @@ class HttpApi(unittest.TestCase):
         self.assertEqual(body["choices"][0]["finish_reason"], "length")
         # The byte tokenizer: one prompt token per byte.
         self.assertEqual(body["usage"], {"prompt_tokens": len(prompt.encode()), "completion_tokens": len(ids),
-                                         "total_tokens": len(prompt.encode()) + len(ids)})
+                                         "total_tokens": len(prompt.encode()) + len(ids),
+                                         "prompt_tokens_details": {"cached_tokens": 0}})
         self.assertEqual(len(ids), 24)
         self.assertEqual(fin.reason, pb.Finished.LENGTH)
+
+    def test_usage_counts_prompt_tokens_served_from_the_prefix_cache(self):
+        # The default --prefix-block 256: a 600-byte shared start leaves cached states at 256 and
+        # 512 tokens; the second prompt is served those 512 and prefills only the rest.
+        shared = ("~prefix-cache test~ And God said, Let there be light: and there was light. " * 9)[:600]
+        s, _, first = self.http.post("/v1/completions", {"prompt": shared + " And the evening", "max_tokens": 4,
+                                                          "temperature": 0})
+        self.assertEqual(s, 200, first)
+        self.assertEqual(first["usage"]["prompt_tokens_details"]["cached_tokens"], 0)
+        s, ctype, raw = self.http.stream("/v1/completions", {"prompt": shared + " And the morning", "max_tokens": 4,
+                                                             "temperature": 0, "stream": True,
+                                                             "stream_options": {"include_usage": True}})
+        self.assertEqual(s, 200, raw)
+        usage = json.loads(sse_events(raw)[-2])["usage"]
+        self.assertEqual(usage["prompt_tokens"], len(shared) + len(" And the morning"))
+        self.assertEqual(usage["prompt_tokens_details"]["cached_tokens"], 512)
+        # And the same over gRPC: Finished.usage.cached_tokens.
+        _, _, _, fin = grpc_generate(self.stub, shared + " And the night", max_tokens=2)
+        self.assertEqual(fin.usage.cached_tokens, 512)
 
     def test_completion_sse_framing(self):
         prompt = "And the earth was"

@@ -61,7 +61,8 @@ test('a streamed chat completion is the gRPC greedy text of the rendered prompt,
   assert.ok(chunks > 3, 'streamed in pieces');
   assert.equal(text, want.text);
   assert.equal(finish, 'length');
-  assert.deepEqual(usage, { prompt_tokens: Buffer.byteLength(prompt), completion_tokens: 30, total_tokens: Buffer.byteLength(prompt) + 30 });
+  assert.deepEqual(usage, { prompt_tokens: Buffer.byteLength(prompt), completion_tokens: 30, total_tokens: Buffer.byteLength(prompt) + 30,
+    prompt_tokens_details: { cached_tokens: 0 } });
   assert.equal(want.generation.tokenIds.length, 30);
 });
 
