@@ -5,7 +5,7 @@
 #            link (deploy/runtime-libs.sh), the binaries, the default model, a non-root user
 # tests/deploy/test_dockerfiles.py (ctest DockerImages) holds this file to those scripts.
 #   docker build -t retain .
-#   docker run --rm -p 50051:50051 -p 9464:9464 retain [retain-server flags, replacing CMD's]
+#   docker run --rm -p 50051:50051 -p 9464:9464 -p 8080:8080 retain [retain-server flags, replacing CMD's]
 
 FROM debian:12 AS build
 WORKDIR /opt/retain
@@ -24,10 +24,11 @@ COPY --from=build /opt/retain/models /opt/retain/models
 # Any non-root uid works: the server writes no file.
 USER 10001:10001
 # gRPC, then Prometheus /metrics.
-EXPOSE 50051 9464
+# 8080: the OpenAI-compatible HTTP API and playground (--http-listen; off unless given).
+EXPOSE 50051 9464 8080
 # grpc.health.v1 through the CLI (NOT_SERVING, exit 3, while draining). A server run with TLS or
 # another --listen port needs the same here: --server, --tls-ca.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
     CMD ["retain", "--server", "127.0.0.1:50051", "--timeout", "3", "health"]
 ENTRYPOINT ["retain-server"]
-CMD ["--listen", "0.0.0.0:50051", "--metrics-listen", "0.0.0.0:9464"]
+CMD ["--listen", "0.0.0.0:50051", "--metrics-listen", "0.0.0.0:9464", "--http-listen", "0.0.0.0:8080"]

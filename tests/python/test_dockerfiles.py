@@ -21,6 +21,7 @@ SOURCE = env_path("RETAIN_SOURCE_DIR")
 BINARIES = {"build/server/retain-server": env_path("RETAIN_SERVER_BIN"),
             "build/client/retain": env_path("RETAIN_CLI_BIN")}
 RUNTIME_LIBS = "deploy/runtime-libs.sh"
+HTTP_PORT = "8080"  # the images' --http-listen port (the server has no default: HTTP is off unless asked)
 
 
 def read_dockerfile(name):
@@ -194,10 +195,13 @@ class DockerfileTest:
                                    text=True, check=True).stdout
         grpc_port = re.search(r"--listen HOST:PORT=[\d.]+:(\d+)", help_text).group(1)
         metrics_port = re.search(r"--metrics-listen HOST:PORT=[\d.]+:(\d+)", help_text).group(1)
-        self.assertEqual(self.last("EXPOSE").split(), [grpc_port, metrics_port])
+        # The HTTP API has no default address (off unless --http-listen): the images choose 8080.
+        self.assertIn("  --http-listen HOST:PORT ", help_text)
+        self.assertEqual(self.last("EXPOSE").split(), [grpc_port, metrics_port, HTTP_PORT])
         self.assertEqual(self.last("ENTRYPOINT"), '["retain-server"]')
         cmd = json.loads(self.last("CMD"))
-        self.assertEqual(cmd, ["--listen", f"0.0.0.0:{grpc_port}", "--metrics-listen", f"0.0.0.0:{metrics_port}"])
+        self.assertEqual(cmd, ["--listen", f"0.0.0.0:{grpc_port}", "--metrics-listen", f"0.0.0.0:{metrics_port}",
+                               "--http-listen", f"0.0.0.0:{HTTP_PORT}"])
         for flag in cmd[::2]:
             self.assertIn(f"  {flag} ", help_text)
         health = self.last("HEALTHCHECK")

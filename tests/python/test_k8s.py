@@ -40,6 +40,7 @@ def render(overlay):
 HELP = subprocess.run([SERVER, "--help"], capture_output=True, text=True, check=True).stdout
 FLAGS = set(re.findall(r"^\s+(?:-\w,)?(--[a-z-]+)", HELP, re.M))
 DOCKERFILE = Path(SOURCE, "Dockerfile").read_text()
+HTTP_PORT = 8080  # the images' --http-listen port (the server has no default)
 
 
 def port_of(address):
@@ -88,8 +89,10 @@ class Rendered:
         metrics_default = re.search(r"--metrics-listen HOST:PORT=[\d.]+:(\d+)", HELP).group(1)
         self.assertEqual(self.flags["listen"], f"0.0.0.0:{grpc_default}")
         self.assertEqual(self.flags["metrics-listen"], f"0.0.0.0:{metrics_default}")
-        self.assertEqual(self.ports, {"grpc": int(grpc_default), "metrics": int(metrics_default)})
-        self.assertIn(f"EXPOSE {grpc_default} {metrics_default}", DOCKERFILE)
+        self.assertEqual(self.flags["http-listen"], f"0.0.0.0:{HTTP_PORT}")
+        self.assertEqual(self.ports, {"grpc": int(grpc_default), "metrics": int(metrics_default), "http": HTTP_PORT})
+        self.assertIn(f"EXPOSE {grpc_default} {metrics_default} {HTTP_PORT}", DOCKERFILE)
+        self.assertEqual({p["name"] for p in self.one("Service", "retain")["spec"]["ports"]}, {"grpc", "http"})
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
             self.assertEqual(self.container[probe]["grpc"]["port"], self.ports["grpc"], probe)
         labels = self.pod["metadata"]["labels"]
@@ -124,7 +127,8 @@ class Rendered:
 
     def test_real_server_with_these_arguments(self):
         # Listen on free loopback ports (ServerProcess adds them) and find the image's model in the checkout.
-        args = [a.replace(IMAGE_ROOT, SOURCE) for a in self.args if not a.startswith(("--listen=", "--metrics-listen="))]
+        args = [a.replace(IMAGE_ROOT, SOURCE) for a in self.args if not a.startswith(("--listen=", "--metrics-listen=", "--http-listen="))]
+        args.append("--http-listen=127.0.0.1:0")
         self.assertTrue(os.path.isdir(self.flags["model"].split("=", 1)[1].replace(IMAGE_ROOT, SOURCE)))
         with ServerProcess(args) as server:
             log = server.log()
@@ -146,6 +150,8 @@ class Rendered:
             hpa_metrics = [m["pods"]["metric"]["name"] for m in self.one("HorizontalPodAutoscaler")["spec"]["metrics"]]
             self.assertTrue(hpa_metrics)
             self.assertFalse(set(hpa_metrics) - served, f"HPA metrics not on /metrics: {hpa_metrics}")
+            with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/health", timeout=30) as response:
+                self.assertEqual(response.status, 200)
             server.stop_and_check()
 
 
