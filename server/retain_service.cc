@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "retain/engine/text_stream.h"
 #include "server/grpc_status.h"
@@ -124,9 +125,13 @@ grpc::ServerUnaryReactor* RetainService::StopGeneration(grpc::CallbackServerCont
   const std::string id = request->request_id().substr(0, 64);
   if (st.ok() && request->request_id().empty()) st = absl::InvalidArgumentError("request_id is empty");
   if (st.ok()) {
-    engine::Engine* engine = deps_.requests->Find(request->request_id(), caller->tenant);
+    // The HTTP API's completion ids are the engine's request id behind OpenAI's prefixes.
+    absl::string_view rid = request->request_id();
+    if (!absl::ConsumePrefix(&rid, "chatcmpl-")) absl::ConsumePrefix(&rid, "cmpl-");
+    const std::string engine_id(rid);
+    engine::Engine* engine = deps_.requests->Find(engine_id, caller->tenant);
     if (engine != nullptr) {
-      engine->Cancel(request->request_id());
+      engine->Cancel(engine_id);
     } else {
       st = absl::NotFoundError(absl::StrCat("request_id ", id, " is not running (finished, or never existed)"));
     }

@@ -137,7 +137,7 @@ int RunServer(const ServerConfig& config) {
   RetainService service(reg, metrics->get(), tenants->get(), &owners, config.prefix_cache_shared);
   std::unique_ptr<HttpFrontEnd> http;
   if (config.http.enabled()) {
-    auto started = HttpFrontEnd::Start(config.http, service.deps(),
+    auto started = HttpFrontEnd::Start(config.http, config.security.tls, service.deps(),
                                        static_cast<size_t>(config.security.transport.max_receive_message_bytes));
     if (!started.ok()) {
       LogLine(started.status().message());
@@ -181,7 +181,8 @@ int RunServer(const ServerConfig& config) {
           : "tenants: none (no --auth-tokens: one anonymous tenant, no token asked for)";
   std::string http_at;
   if (http != nullptr)
-    http_at = absl::StrCat("http on http://", HostOf(config.http.listen), ":", http->port(),
+    http_at = absl::StrCat("http on ", config.security.tls.enabled() ? "https" : "http", "://", HostOf(config.http.listen),
+                           ":", http->port(),
                            " (OpenAI API, playground; ", config.http.threads, " threads, ", config.http.max_generations,
                            " generations); ");
   const engine::ServingOptions& so = config.serving;

@@ -165,6 +165,7 @@ void HttpFrontEnd::Impl::Completion(const httplib::Request& req, httplib::Respon
     gen->ReleaseUnsubmitted();
     return fail(id.status(), model.name);
   }
+  gen->Register(deps.requests, *id, &engine);
   ResponseMeta meta;
   meta.kind = kind;
   meta.id = absl::StrCat(kind == ApiKind::kChat ? "chatcmpl-" : "cmpl-", *id);

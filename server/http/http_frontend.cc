@@ -110,30 +110,30 @@ bool HttpFrontEnd::Impl::TakeGenerationSlot() {
 
 void HttpFrontEnd::Impl::Routes() {
   for (const PlaygroundAsset& a : PlaygroundAssets()) {
-    server.Get(a.path, [a](const httplib::Request&, httplib::Response& res) {
+    server->Get(a.path, [a](const httplib::Request&, httplib::Response& res) {
       res.set_content(a.body.data(), a.body.size(), a.content_type);
       res.set_header("Cache-Control", "no-cache");
     });
   }
-  server.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
+  server->Get("/health", [this](const httplib::Request&, httplib::Response& res) {
     if (draining.load()) return ReplyJson(res, 503, {{"status", "draining"}});
     ReplyJson(res, 200, {{"status", "ok"}});
   });
-  server.Get("/v1/models", [this](const httplib::Request& req, httplib::Response& res) {
+  server->Get("/v1/models", [this](const httplib::Request& req, httplib::Response& res) {
     if (auto caller = Authenticate(req); !caller.ok()) return Fail(res, caller.status(), "");
     nlohmann::json data = nlohmann::json::array();
     for (const auto& m : deps.registry->models()) data.push_back(ModelJson(*m));
     ReplyJson(res, 200, {{"object", "list"}, {"data", data}});
   });
-  server.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
+  server->Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
     Completion(req, res, ApiKind::kCompletion);
   });
-  server.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
+  server->Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
     Completion(req, res, ApiKind::kChat);
   });
   Sessions();
   // Whatever no route answered, as OpenAI error JSON too.
-  server.set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
+  server->set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
     const int status = res.status;
     const absl::Status st =
@@ -143,7 +143,7 @@ void HttpFrontEnd::Impl::Routes() {
     Fail(res, st, "");
     res.status = status;
   });
-  server.set_exception_handler([this](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
+  server->set_exception_handler([this](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
     Fail(res, absl::InternalError("the request failed inside the server"), "");
   });
 }
@@ -152,9 +152,20 @@ HttpFrontEnd::HttpFrontEnd(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) 
 
 HttpFrontEnd::~HttpFrontEnd() { Stop(); }
 
-absl::StatusOr<std::unique_ptr<HttpFrontEnd>> HttpFrontEnd::Start(const HttpConfig& config, const ServiceDeps& deps,
-                                                                  size_t max_body_bytes) {
+absl::StatusOr<std::unique_ptr<HttpFrontEnd>> HttpFrontEnd::Start(const HttpConfig& config, const TlsConfig& tls,
+                                                                  const ServiceDeps& deps, size_t max_body_bytes) {
   auto impl = std::make_unique<Impl>();
+  if (tls.enabled()) {
+    auto ssl = std::make_unique<httplib::SSLServer>(tls.cert.c_str(), tls.key.c_str(),
+                                                    tls.client_ca.empty() ? nullptr : tls.client_ca.c_str());
+    if (!ssl->is_valid())
+      return absl::InvalidArgumentError(absl::StrCat("--http-listen with --tls-cert ", tls.cert, " --tls-key ", tls.key,
+                                                     tls.client_ca.empty() ? "" : absl::StrCat(" --tls-client-ca ", tls.client_ca),
+                                                     ": OpenSSL cannot make an HTTPS server of these files"));
+    impl->server = std::move(ssl);
+  } else {
+    impl->server = std::make_unique<httplib::Server>();
+  }
   impl->config = config;
   impl->deps = deps;
   for (const auto& m : deps.registry->models()) {
@@ -163,25 +174,25 @@ absl::StatusOr<std::unique_ptr<HttpFrontEnd>> HttpFrontEnd::Start(const HttpConf
     impl->templates[m->name] = *std::move(t);
   }
   Impl* raw = impl.get();
-  impl->server.new_task_queue = [raw] { return new BoundedPool(raw->config.threads, raw->config.max_pending); };
-  impl->server.set_payload_max_length(max_body_bytes);
-  impl->server.set_read_timeout(30, 0);
-  impl->server.set_write_timeout(30, 0);
-  impl->server.set_keep_alive_timeout(5);
+  impl->server->new_task_queue = [raw] { return new BoundedPool(raw->config.threads, raw->config.max_pending); };
+  impl->server->set_payload_max_length(max_body_bytes);
+  impl->server->set_read_timeout(30, 0);
+  impl->server->set_write_timeout(30, 0);
+  impl->server->set_keep_alive_timeout(5);
   impl->Routes();
   const size_t colon = config.listen.rfind(':');
   std::string host = config.listen.substr(0, colon);
   if (host.size() >= 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
   const int want = std::atoi(config.listen.c_str() + colon + 1);
   if (want == 0) {
-    impl->port = impl->server.bind_to_any_port(host);
-  } else if (impl->server.bind_to_port(host, want)) {
+    impl->port = impl->server->bind_to_any_port(host);
+  } else if (impl->server->bind_to_port(host, want)) {
     impl->port = want;
   }
   if (impl->port <= 0)
     return absl::UnavailableError(absl::StrCat("--http-listen ", config.listen,
                                                ": cannot listen there (another server there? port 0 picks a free one)"));
-  impl->listener = std::thread([raw] { raw->server.listen_after_bind(); });
+  impl->listener = std::thread([raw] { raw->server->listen_after_bind(); });
   return std::unique_ptr<HttpFrontEnd>(new HttpFrontEnd(std::move(impl)));
 }
 
@@ -193,7 +204,7 @@ bool HttpFrontEnd::WaitIdle(absl::Duration timeout) { return impl_->responses.Wa
 
 void HttpFrontEnd::Stop() {
   if (!impl_->listener.joinable()) return;
-  impl_->server.stop();
+  impl_->server->stop();
   impl_->listener.join();
 }
 

@@ -19,16 +19,19 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "server/http/http_config.h"
+#include "server/security_config.h"
 #include "server/service_deps.h"
 
 namespace retain::server {
 
 class HttpFrontEnd {
  public:
-  // Binds `config.listen` and starts serving. Unavailable when it cannot bind; InvalidArgument
-  // when a model's chat template is malformed (the message names its config.json).
-  static absl::StatusOr<std::unique_ptr<HttpFrontEnd>> Start(const HttpConfig& config, const ServiceDeps& deps,
-                                                            size_t max_body_bytes);
+  // Binds `config.listen` and starts serving: HTTPS with the gRPC port's certificate, key and
+  // client CA when `tls` is enabled (the same files, so one certificate covers both ports).
+  // Unavailable when it cannot bind; InvalidArgument when a model's chat template is malformed
+  // (the message names its config.json) or the TLS files do not make a server context.
+  static absl::StatusOr<std::unique_ptr<HttpFrontEnd>> Start(const HttpConfig& config, const TlsConfig& tls,
+                                                            const ServiceDeps& deps, size_t max_body_bytes);
   ~HttpFrontEnd();
 
   int port() const;

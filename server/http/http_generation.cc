@@ -1,6 +1,7 @@
 #include "server/http/http_generation.h"
 
 #include "server/metrics.h"
+#include "server/request_owners.h"
 
 namespace retain::server {
 
@@ -18,6 +19,11 @@ HttpGeneration::~HttpGeneration() {
 }
 
 void HttpGeneration::ReleaseLocked() {
+  ended_ = true;
+  if (owners_ != nullptr) {
+    owners_->Remove(request_id_);
+    owners_ = nullptr;
+  }
   place_ = RequestPlace();
   if (release_) {
     release_();
@@ -75,6 +81,14 @@ std::deque<HttpGeneration::Event> HttpGeneration::Take(absl::Duration timeout) {
 void HttpGeneration::Abandon() {
   std::lock_guard<std::mutex> l(mu_);
   abandoned_ = true;
+}
+
+void HttpGeneration::Register(RequestOwners* owners, const std::string& id, engine::Engine* engine) {
+  std::lock_guard<std::mutex> l(mu_);
+  if (ended_) return;
+  owners->Add(id, engine, tenant_);
+  owners_ = owners;
+  request_id_ = id;
 }
 
 void HttpGeneration::ReleaseUnsubmitted() {

@@ -23,6 +23,7 @@
 namespace retain::server {
 
 class Metrics;
+class RequestOwners;
 
 class HttpGeneration final : public engine::GenerateSink {
  public:
@@ -49,6 +50,9 @@ class HttpGeneration final : public engine::GenerateSink {
   void Abandon();
   // Submit failed: the engine will never call this sink, so release now.
   void ReleaseUnsubmitted();
+  // Submit gave the request `id`: lists it in `owners` (so StopGeneration reaches it) until the
+  // engine ends it; a request that has ended already is never listed.
+  void Register(RequestOwners* owners, const std::string& id, engine::Engine* engine);
 
  private:
   void Push(Event e);
@@ -62,6 +66,9 @@ class HttpGeneration final : public engine::GenerateSink {
   bool abandoned_ = false;
   RequestPlace place_;
   std::function<void()> release_;
+  bool ended_ = false;
+  RequestOwners* owners_ = nullptr;  // set while listed there under request_id_
+  std::string request_id_;
 };
 
 }  // namespace retain::server

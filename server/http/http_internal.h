@@ -24,7 +24,7 @@ struct HttpFrontEnd::Impl {
   HttpConfig config;
   ServiceDeps deps;
   std::map<std::string, ChatTemplate> templates;  // by model name
-  httplib::Server server;
+  std::unique_ptr<httplib::Server> server;  // an httplib::SSLServer when TLS is configured
   std::thread listener;
   int port = 0;
   std::atomic<bool> draining{false};

@@ -40,7 +40,7 @@ void LogSession(const char* op, const std::string& model, const std::string& ses
 
 void HttpFrontEnd::Impl::Sessions() {
   // POST /v1/sessions {"model": NAME}: a new, empty session (its first completion is its prompt).
-  server.Post("/v1/sessions", [this](const httplib::Request& req, httplib::Response& res) {
+  server->Post("/v1/sessions", [this](const httplib::Request& req, httplib::Response& res) {
     auto caller = Authenticate(req);
     if (!caller.ok()) return Fail(res, caller.status(), "");
     std::string name;
@@ -61,7 +61,7 @@ void HttpFrontEnd::Impl::Sessions() {
     if (!info.ok()) return Fail(res, info.status(), model->name);
     ReplyJson(res, 200, SessionJson(*model, *info));
   });
-  server.Get(R"(/v1/sessions/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
+  server->Get(R"(/v1/sessions/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
     auto caller = Authenticate(req);
     if (!caller.ok()) return Fail(res, caller.status(), "");
     const std::string id = req.matches[1];
@@ -71,7 +71,7 @@ void HttpFrontEnd::Impl::Sessions() {
     if (!owner.ok()) return Fail(res, owner.status(), "");
     ReplyJson(res, 200, SessionJson(*owner->first, owner->second));
   });
-  server.Post(R"(/v1/sessions/([^/]+)/fork)", [this](const httplib::Request& req, httplib::Response& res) {
+  server->Post(R"(/v1/sessions/([^/]+)/fork)", [this](const httplib::Request& req, httplib::Response& res) {
     auto caller = Authenticate(req);
     if (!caller.ok()) return Fail(res, caller.status(), "");
     const std::string id = req.matches[1];
@@ -82,7 +82,7 @@ void HttpFrontEnd::Impl::Sessions() {
     if (!fork.ok()) return Fail(res, fork.status(), model);
     ReplyJson(res, 200, SessionJson(*fork->first, fork->second));
   });
-  server.Delete(R"(/v1/sessions/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
+  server->Delete(R"(/v1/sessions/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
     auto caller = Authenticate(req);
     if (!caller.ok()) return Fail(res, caller.status(), "");
     const std::string id = req.matches[1];

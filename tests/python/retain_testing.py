@@ -14,7 +14,7 @@ import threading
 import time
 
 _LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
-_HTTP = re.compile(r"http on http://127\.0\.0\.1:(\d+)")
+_HTTP = re.compile(r"http on https?://127\.0\.0\.1:(\d+)")
 _METRICS = re.compile(r"metrics on http://127\.0\.0\.1:(\d+)/metrics")
 
 

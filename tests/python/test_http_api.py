@@ -360,6 +360,39 @@ class HttpApi(unittest.TestCase):
             buf += chunk
         return buf
 
+    def test_stop_generation_ends_an_http_stream_gracefully(self):
+        # StopGeneration (gRPC) with the HTTP completion's id: the stream still delivers every
+        # token the session consumed, then finish_reason "cancelled" and [DONE].
+        s, _, sess = self.http.post("/v1/sessions", {})
+        prompt = "In the beginning"
+        sock = self.http.open_stream("/v1/completions", {"prompt": prompt, "max_tokens": 8000, "temperature": 0,
+                                                         "stream": True, "session_id": sess["id"]})
+        try:
+            head = self.read_events(sock, 3)
+            rid = re.search(rb'"id":"(cmpl-req-\d+)"', head).group(1).decode()
+            self.stub.StopGeneration(pb.StopGenerationRequest(request_id=rid), timeout=TIMEOUT)
+            raw = head
+            while not raw.endswith(b"0\r\n\r\n"):
+                chunk = sock.recv(65536)
+                self.assertTrue(chunk, "the stream was cut instead of ended")
+                raw += chunk
+        finally:
+            sock.close()
+        events = sse_events(dechunk(raw))
+        self.assertEqual(events[-1], "[DONE]")
+        chunks = [json.loads(e) for e in events[:-1]]
+        self.assertEqual(chunks[-1]["choices"][0]["finish_reason"], "cancelled")
+        generated = len(chunks) - 1  # one chunk per token, then the one with finish_reason
+        self.assertLess(generated, 8000)
+        _, _, info = self.http.request("GET", f"/v1/sessions/{sess['id']}")
+        self.assertFalse(info["busy"])
+        self.assertEqual(info["position"], len(prompt.encode()) + generated)
+        # It has ended: a second stop finds nothing running, by either form of the id.
+        for again in (rid, rid[len("cmpl-"):]):
+            with self.assertRaises(grpc.RpcError) as e:
+                self.stub.StopGeneration(pb.StopGenerationRequest(request_id=again), timeout=TIMEOUT)
+            self.assertEqual(e.exception.code(), grpc.StatusCode.NOT_FOUND)
+
     def test_generation_limit_and_a_client_that_goes_away(self):
         s, _, sess = self.http.post("/v1/sessions", {})
         body = {"prompt": "In the beginning", "max_tokens": 8000, "temperature": 0, "stream": True}
