@@ -128,6 +128,17 @@ def dechunk(raw):
         body, rest = body + rest[:size], rest[size + 2:]
 
 
+def read_events(sock, count):
+    """Reads from a raw SSE response until `count` data events came; returns them."""
+    buf = b""
+    while buf.count(b"data: ") < count:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        buf += chunk
+    return buf
+
+
 def metric(port, series):
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as res:
         text = res.read().decode()
@@ -350,16 +361,6 @@ class HttpApi(unittest.TestCase):
         s, _, b = self.http.request("GET", f"/v1/sessions/{made['id']}")
         self.assertEqual(s, 404)
 
-    def read_events(self, sock, count):
-        """Reads from a raw SSE response until `count` data events came; returns them."""
-        buf = b""
-        while buf.count(b"data: ") < count:
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            buf += chunk
-        return buf
-
     def test_stop_generation_ends_an_http_stream_gracefully(self):
         # StopGeneration (gRPC) with the HTTP completion's id: the stream still delivers every
         # token the session consumed, then finish_reason "cancelled" and [DONE].
@@ -368,7 +369,7 @@ class HttpApi(unittest.TestCase):
         sock = self.http.open_stream("/v1/completions", {"prompt": prompt, "max_tokens": 8000, "temperature": 0,
                                                          "stream": True, "session_id": sess["id"]})
         try:
-            head = self.read_events(sock, 3)
+            head = read_events(sock, 3)
             rid = re.search(rb'"id":"(cmpl-req-\d+)"', head).group(1).decode()
             self.stub.StopGeneration(pb.StopGenerationRequest(request_id=rid), timeout=TIMEOUT)
             raw = head
@@ -399,8 +400,8 @@ class HttpApi(unittest.TestCase):
         first = self.http.open_stream("/v1/completions", {**body, "session_id": sess["id"]})
         second = self.http.open_stream("/v1/completions", body)
         try:
-            self.assertIn(b"data: ", self.read_events(first, 3))
-            self.assertIn(b"data: ", self.read_events(second, 3))
+            self.assertIn(b"data: ", read_events(first, 3))
+            self.assertIn(b"data: ", read_events(second, 3))
             # Both generation places (--http-max-generations 2) are held: the third is refused.
             s, _, b = self.http.post("/v1/completions", {"prompt": "x", "max_tokens": 2})
             self.assertError(s, b, 429, "rate_limit_error", None, "resource_exhausted")
@@ -484,6 +485,53 @@ class HttpTenants(unittest.TestCase):
         s, _, b = self.alice.request("GET", f"/v1/sessions/{sess['id']}")
         self.assertEqual(s, 200)
         self.assertEqual(self.alice.request("GET", "/health")[0], 200)  # health needs no token
+
+
+class HttpPendingBound(unittest.TestCase):
+    """--http-max-pending: with every HTTP thread busy, at most that many accepted connections wait
+    in the server (plus the one the accepting thread holds); the rest wait in the kernel's
+    backlog, and all are served once threads are free."""
+
+    def test_connections_past_the_pending_bound_wait_outside_the_process(self):
+        source = rt.env_path("RETAIN_SOURCE_DIR")
+        kjv = os.path.join(source, "models", "rwkv7-kjv-byte")
+        server = rt.ServerProcess(["--model", f"{MODEL}={kjv}", "--threads", "1", "--http-listen", "127.0.0.1:0",
+                                   "--http-threads", "3", "--http-max-generations", "2", "--http-max-pending", "2"])
+        h = Http(server.http_port)
+        held, waiting = [], []
+
+        def sockets():
+            fds = os.listdir(f"/proc/{server.proc.pid}/fd")
+            return sum(os.readlink(f"/proc/{server.proc.pid}/fd/{fd}").startswith("socket:") for fd in fds)
+
+        try:
+            # All three threads busy: two streams (the generation limit) and an idle connection.
+            body = {"prompt": "In the beginning", "max_tokens": 8000, "temperature": 0, "stream": True}
+            for _ in range(2):
+                held.append(h.open_stream("/v1/completions", body))
+                self.assertIn(b"data: ", read_events(held[-1], 1))
+            held.append(socket.create_connection(("127.0.0.1", server.http_port), timeout=TIMEOUT))
+            time.sleep(0.3)
+            before = sockets()
+            for _ in range(20):
+                c = socket.create_connection(("127.0.0.1", server.http_port), timeout=TIMEOUT)
+                c.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                waiting.append(c)
+            time.sleep(0.5)
+            self.assertLessEqual(sockets() - before, 2 + 1, "accepted connections beyond --http-max-pending")
+        finally:
+            for c in held:
+                c.close()
+        for c in waiting:
+            reply = b""
+            while True:
+                chunk = c.recv(4096)
+                if not chunk:
+                    break
+                reply += chunk
+            c.close()
+            self.assertTrue(reply.startswith(b"HTTP/1.1 200"), reply[:80])
+        server.stop_and_check()
 
 
 class HttpDeadline(unittest.TestCase):
