@@ -497,6 +497,7 @@ class HttpPendingBound(unittest.TestCase):
         kjv = os.path.join(source, "models", "rwkv7-kjv-byte")
         server = rt.ServerProcess(["--model", f"{MODEL}={kjv}", "--threads", "1", "--http-listen", "127.0.0.1:0",
                                    "--http-threads", "3", "--http-max-generations", "2", "--http-max-pending", "2"])
+        self.addCleanup(server.stop)  # also when an assertion fails (stop_and_check below is the check)
         h = Http(server.http_port)
         held, waiting = [], []
 
