@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <cmath>
+#include <limits>
 #include <cstdio>
 #include <set>
 
@@ -75,6 +76,7 @@ struct RawFlags {
   std::string max_tokens_limit = "8192";
   std::string max_tokens_default = "256";
   std::string drain_timeout = "30";
+  std::string test_fail_step = "0";
   RawSecurityFlags security;
   RawHistoryFlags history;
   RawHttpFlags http;
@@ -113,6 +115,9 @@ absl::StatusOr<ServerConfig> Build(const RawFlags& f) {
   if (!(st = ParseIntFlag(f.max_prompt_tokens, "--max-prompt-tokens", 1, 1 << 24, &s.max_prompt_tokens)).ok()) return st;
   if (!(st = ParseIntFlag(f.max_tokens_limit, "--max-tokens-limit", 0, 1 << 24, &s.max_tokens_limit)).ok()) return st;
   if (!(st = ParseIntFlag(f.max_tokens_default, "--max-tokens-default", 0, 1 << 24, &s.default_max_tokens)).ok()) return st;
+  int fail_step = 0;
+  if (!(st = ParseIntFlag(f.test_fail_step, "--test-fail-step", 0, std::numeric_limits<int>::max(), &fail_step)).ok()) return st;
+  s.test_fail_step = fail_step;
   if (!(st = ParseSecondsFlag(f.drain_timeout, "--drain-timeout", 0, &c.drain_timeout)).ok()) return st;
   if (!(st = BuildSecurityConfig(f.security, &c.security)).ok()) return st;
   if (!(st = BuildHistoryConfig(f.history, &c.serving, &c.prefix_cache_shared)).ok()) return st;
@@ -243,6 +248,9 @@ ParsedFlags ParseServerConfig(int argc, const char* const* argv) {
   app.add_option("--drain-timeout", f.drain_timeout,
                  "seconds running requests may take to finish after SIGTERM before they are cancelled")
       ->type_name("SECONDS")->capture_default_str();
+  // Fault injection, for the reliability tests only: not for production, so kept out of --help.
+  app.add_option("--test-fail-step", f.test_fail_step, "tests only: the Nth model step fails (INTERNAL), once")
+      ->type_name("N")->group("");
   AddSecurityFlags(app, &f.security);
   AddHistoryFlags(app, &f.history);
   AddHttpFlags(app, &f.http);

@@ -463,6 +463,7 @@ class EngineImpl final : public Engine {
   uint64_t next_request_ = 1;
   bool draining_ = false;
   bool stop_ = false;
+  int64_t model_steps_ = 0;  // steps that ran (or were to run) the model, for test_fail_step
   std::thread thread_;
 
   // Step-thread scratch, capacity reserved once.
@@ -878,7 +879,11 @@ void EngineImpl::Loop() {
     absl::Status status;
     if (!seqs_.empty()) {
       const Clock::time_point t0 = Clock::now();
-      status = model_->Forward(seqs_, absl::MakeSpan(logits_.data(), seqs_.size() * vocab_));
+      if (++model_steps_ == options_.test_fail_step) {
+        status = absl::InternalError(absl::StrCat("injected failure of step ", model_steps_, " (--test-fail-step)"));
+      } else {
+        status = model_->Forward(seqs_, absl::MakeSpan(logits_.data(), seqs_.size() * vocab_));
+      }
       const Clock::time_point t1 = Clock::now();
       int64_t fed = 0;
       for (const PlanItem& p : plan_) fed += p.tokens;

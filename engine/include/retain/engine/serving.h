@@ -43,6 +43,9 @@ struct ServingOptions {
   int max_tokens_limit = 8192;    // the largest max_tokens a request may ask for
   int default_max_tokens = 256;   // when a request gives none
   TokenId eos_token_id = 0;       // RWKV World's <|endoftext|>; -1 = the model has none
+  // Fault injection for tests (retain-server --test-fail-step N): the Nth engine step that runs
+  // the model fails, once, before touching any state, as a failing Forward does. 0 = never.
+  int64_t test_fail_step = 0;
   // Checkpoints (rewind, fork at a position): a named session's state is copied at the end of
   // each request and, when checkpoint_interval > 0, every that many tokens of a prompt; all
   // sessions' copies share checkpoint_budget_bytes of host memory (oldest dropped first), at most
