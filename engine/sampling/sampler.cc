@@ -128,7 +128,9 @@ int Sampler::SortedPrefix(int v, float min_p_threshold, bool speculate_top_p, bo
     std::array<int, 256> count{};
     std::array<double, 256> mass{};
     for (int i = 0; i < v; ++i) {
-      const uint32_t e = Bits(work_[i]) >> 23;
+      // Without the sign bit: a NaN probability (every logit -inf gives NaNs here) may carry it,
+      // and its exponent must still index the 256 buckets (found by UBSan).
+      const uint32_t e = (Bits(work_[i]) & 0x7fffffffu) >> 23;
       ++count[e];
       mass[e] += work_[i];
     }
