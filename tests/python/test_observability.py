@@ -130,7 +130,10 @@ class DashboardFiles(unittest.TestCase):
                        "retain_time_to_first_token_seconds:p50", "retain_time_to_first_token_seconds:p99",
                        "retain_inter_token_latency_seconds:p50", "retain_inter_token_latency_seconds:p99",
                        "retain_decode_batch_size", "retain_requests_waiting", "retain_requests_running",
-                       "retain_sessions", "retain_state_pool", "retain_evictions", "retain_request_errors"]:
+                       "retain_sessions", "retain_state_pool", "retain_evictions", "retain_request_errors",
+                       "retain_prefix_cache_hits:ratio", "retain_prefix_cache_hit_tokens", "retain_prefix_cache_bytes",
+                       "retain_prefix_cache_evictions", "retain_checkpoint_bytes", "retain_checkpoints_dropped",
+                       "retain_checkpoints{"]:
             self.assertIn(metric, exprs)
         self.assertTrue(any("code" in t["legendFormat"] for p in self.panels for t in p["targets"]),
                         "errors are drawn by code")
@@ -248,7 +251,8 @@ class Prometheus:
 @unittest.skipUnless(os.environ.get("RETAIN_SERVER_BIN"), "$RETAIN_SERVER_BIN not set (ctest sets it)")
 class PrometheusEndToEnd(unittest.TestCase):
     SLOTS = 4
-    STATELESS = ["And God said", "In the beginning God created", "Amen."]
+    # The last repeats the second with more: a prefix cache hit of the second's whole prompt.
+    STATELESS = ["And God said", "In the beginning God created", "Amen.", "In the beginning God created the heaven"]
     STATELESS_TOKENS = 8
     SESSIONS = 5  # one more than SLOTS: the first is evicted for room
     PREFIX = "In the beginning"
@@ -332,10 +336,12 @@ class PrometheusEndToEnd(unittest.TestCase):
                     finished = r.finished
             assert finished is not None and count == tokens, (finished, count)
             assert finished.usage.generated_tokens == tokens and finished.usage.prompt_tokens == len(prompt.encode())
+            cls.usage.append(finished.usage)
             return finished
 
         for prompt in cls.STATELESS:
             generate(prompt, cls.STATELESS_TOKENS)
+        assert cls.usage[-1].cached_tokens == len(cls.STATELESS[1].encode()), cls.usage[-1]
         # The one error: a bad sampling field, refused before the engine (INVALID_ARGUMENT).
         bad = pb.GenerateRequest(prompt_text="And God said")
         bad.sampling.top_p = 2.0
@@ -406,6 +412,25 @@ class PrometheusEndToEnd(unittest.TestCase):
         self.assertEqual(v(f"retain_state_pool_bytes_capacity{sel}"), self.SLOTS * self.state_bytes)
         self.assertEqual(v(f"retain_requests_running{sel}"), 0)
         self.assertEqual(v(f"retain_requests_waiting{sel}"), 0)
+        # Prefix cache: every fresh-state prompt (the stateless ones, CreateSession's prefixes) looked
+        # it up. Generate's hits are what Finished.usage.cached_tokens reported; CreateSession leaves
+        # its prefix's last token pending, so the first session cached its state after all but that
+        # token, and each later session with the same prefix was served exactly that.
+        generate_hits = [u.cached_tokens for u in self.usage if u.cached_tokens > 0]
+        self.assertEqual(len(generate_hits), 1)
+        session_hits = [len(self.PREFIX.encode()) - 1] * (self.SESSIONS - 1)
+        hits = len(generate_hits) + len(session_hits)
+        self.assertEqual(v(f"retain_prefix_cache_hits_total{sel}"), hits)
+        self.assertEqual(v(f"retain_prefix_cache_misses_total{sel}"), len(self.STATELESS) + self.SESSIONS - hits)
+        self.assertEqual(v(f"retain_prefix_cache_hit_tokens_total{sel}"), sum(generate_hits) + sum(session_hits))
+        self.assertGreater(v(f"retain_prefix_cache_entries{sel}"), 0)
+        self.assertGreater(v(f"retain_prefix_cache_bytes{sel}"), 0)
+        # Checkpoints: the gauge counts what the live sessions say they hold.
+        live = self.stub.ListSessions(self.pb.ListSessionsRequest(), timeout=60).sessions
+        held = sum(len(s.checkpoint_positions) for s in live)
+        self.assertGreater(held, 0)
+        self.assertEqual(v(f"retain_checkpoints{sel}"), held)
+        self.assertGreater(v(f"retain_checkpoint_bytes{sel}"), 0)
 
     # ---- every expression of the dashboard and the rules --------------------------------------
 
