@@ -31,7 +31,7 @@ absl::StatusOr<HostStateTier::Record> HostStateTier::Take(const std::string& id,
     ++stats_.misses;
     return absl::NotFoundError(absl::StrCat("session ", id, " is not in the host tier"));
   }
-  Record r = std::move(it->second.record);
+  Record r = it->second.record;  // a copy: EraseLocked counts the bytes it frees
   EraseLocked(it);
   ++stats_.restores;
   return r;
@@ -41,7 +41,10 @@ std::optional<HostStateTier::Record> HostStateTier::Peek(const std::string& id, 
                                                          bool with_bytes) const {
   std::lock_guard<std::mutex> l(mu_);
   auto it = entries_.find(id);
-  if (it == entries_.end() || it->second.record.fingerprint != fingerprint) return std::nullopt;
+  if (it == entries_.end() || it->second.record.fingerprint != fingerprint) {
+    ++stats_.misses;
+    return std::nullopt;
+  }
   const Record& r = it->second.record;
   return Record{r.fingerprint, with_bytes ? r.bytes : std::string(), r.position, r.created, r.last_used};
 }

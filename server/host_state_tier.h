@@ -62,7 +62,7 @@ class HostStateTier {
   std::unordered_map<std::string, Entry> entries_;
   std::list<std::string> order_;  // least recently parked first
   size_t bytes_ = 0;
-  TierStats stats_;
+  mutable TierStats stats_;  // misses count in const lookups too
 };
 
 // One model's view of the tier: what its engine calls (engine::SessionParking).
