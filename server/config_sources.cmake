@@ -5,5 +5,6 @@ set(RETAIN_SERVER_CONFIG_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/server_config.cc
   ${CMAKE_CURRENT_LIST_DIR}/security_flags.cc
   ${CMAKE_CURRENT_LIST_DIR}/history_flags.cc
+  ${CMAKE_CURRENT_LIST_DIR}/tier_flags.cc
   ${CMAKE_CURRENT_LIST_DIR}/http/http_flags.cc
 )

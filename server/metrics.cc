@@ -35,6 +35,8 @@ const Histogram::BucketBoundaries kItlBuckets = {0.001, 0.0025, 0.005, 0.01, 0.0
 const Histogram::BucketBoundaries kDurationBuckets = {0.01, 0.05, 0.1, 0.3, 0.5, 0.8, 1,   1.5, 2,   2.5,  5,    10,
                                                       15,   20,   30,  40,  50,  60,  120, 240, 480, 960, 1920, 7680};
 const Histogram::BucketBoundaries kBatchBuckets = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096};
+const Histogram::BucketBoundaries kRestoreBuckets = {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                                     0.01,    0.025,  0.05,    0.1,    0.25,  0.5,    1};
 const Histogram::BucketBoundaries kStepBuckets = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                                   0.1,    0.25,  0.5,    1,     2.5,  5};
 
@@ -92,7 +94,12 @@ struct Families {
         step(prometheus::BuildHistogram()
                  .Name("retain_step_duration_seconds")
                  .Help("Duration of one engine step (one batched forward pass and sampling)")
-                 .Register(r)) {}
+                 .Register(r)),
+        restore(prometheus::BuildHistogram()
+                    .Name("retain_tier_restore_seconds")
+                    .Help("Time to bring a spilled session back into the state pool (take it from its tier, check "
+                          "format, checksum and model, write the slot), by the tier it came from")
+                    .Register(r)) {}
 
   Family<Counter>& finished;
   Family<Counter>& errors;
@@ -106,6 +113,7 @@ struct Families {
   Family<Histogram>& batch;
   Family<Counter>& step_tokens;
   Family<Histogram>& step;
+  Family<Histogram>& restore;
 };
 
 // One model's series, resolved once so the step thread only increments and observes.
@@ -154,6 +162,9 @@ class ModelObserver final : public engine::EngineObserver {
     step_.Observe(seconds);
   }
   void OnInterTokenLatency(double seconds) override { itl_.Observe(seconds); }
+  void OnRestore(const std::string& tier, double seconds) override {
+    f_.restore.Add({{"model", model_}, {"tier", tier}}, kRestoreBuckets).Observe(seconds);
+  }
   void OnEviction(const char* reason) override {
     const absl::string_view r = reason;
     if (r == "lru") {
@@ -190,6 +201,10 @@ class StatsCollectable final : public prometheus::Collectable {
   void SetSessions(Metrics::SessionsSource source) {
     std::lock_guard<std::mutex> lock(mu_);
     sessions_ = std::move(source);
+  }
+  void SetTiers(Metrics::TierSource source) {
+    std::lock_guard<std::mutex> lock(mu_);
+    tiers_ = std::move(source);
   }
 
   std::vector<prometheus::MetricFamily> Collect() const override {
@@ -257,13 +272,59 @@ class StatsCollectable final : public prometheus::Collectable {
     family("retain_prefix_cache_bytes", "Host memory held by the prefix cache",
            [](const S& s) { return double(s.prefix_cache_bytes); });
     family("retain_prefix_cache_entries", "Prefix states cached", [](const S& s) { return double(s.prefix_cache_entries); });
+    CollectTiers(stats, &out);
     return out;
   }
 
  private:
+  // retain_tier_*: the device tier summed over the models' pools, then each tier below it.
+  template <typename Stats>
+  void CollectTiers(const Stats& stats, std::vector<prometheus::MetricFamily>* out) const {
+    std::vector<std::pair<std::string, TierStats>> tiers;
+    TierStats device;
+    for (const auto& [model, s] : stats) {
+      device.sessions += s.sessions_resident;
+      device.bytes += static_cast<int64_t>(s.slots_used) * static_cast<int64_t>(s.state_bytes);
+    }
+    tiers.emplace_back("device", device);
+    if (tiers_)
+      for (auto& t : tiers_()) tiers.push_back(std::move(t));
+    auto series = [&](const char* name, const char* help, prometheus::MetricType type, bool device_too, auto value) {
+      prometheus::MetricFamily f;
+      f.name = name;
+      f.help = help;
+      f.type = type;
+      for (const auto& [tier, t] : tiers) {
+        if (tier == "device" && !device_too) continue;
+        prometheus::ClientMetric m;
+        m.label.push_back({"tier", tier});
+        (type == prometheus::MetricType::Counter ? m.counter.value : m.gauge.value) = value(t);
+        f.metric.push_back(std::move(m));
+      }
+      out->push_back(std::move(f));
+    };
+    constexpr auto kGauge = prometheus::MetricType::Gauge;
+    constexpr auto kCounter = prometheus::MetricType::Counter;
+    series("retain_tier_sessions", "Named sessions whose state lives in the tier", kGauge, true,
+           [](const TierStats& t) { return double(t.sessions); });
+    series("retain_tier_bytes", "Bytes of session state the tier holds", kGauge, true,
+           [](const TierStats& t) { return double(t.bytes); });
+    series("retain_tier_spills_total", "Idle sessions spilled into the tier for a device slot", kCounter, false,
+           [](const TierStats& t) { return double(t.spills); });
+    series("retain_tier_restores_total", "Spilled sessions taken back into the state pool", kCounter, false,
+           [](const TierStats& t) { return double(t.restores); });
+    series("retain_tier_misses_total", "Lookups of a session neither the pool nor the tier held", kCounter, false,
+           [](const TierStats& t) { return double(t.misses); });
+    series("retain_tier_dropped_total", "Sessions dropped from the tier for its budget (lost)", kCounter, false,
+           [](const TierStats& t) { return double(t.dropped); });
+    series("retain_tier_refused_total", "Spilled records that failed their check on restore (never served)", kCounter,
+           false, [](const TierStats& t) { return double(t.refused); });
+  }
+
   mutable std::mutex mu_;
   Metrics::StatsSource source_;
   Metrics::SessionsSource sessions_;
+  Metrics::TierSource tiers_;
 };
 
 }  // namespace
@@ -350,6 +411,8 @@ engine::EngineObserver* Metrics::AddModel(const std::string& model) {
 void Metrics::SetStatsSource(StatsSource source) { impl_->gauges->Set(std::move(source)); }
 
 void Metrics::SetSessionsSource(SessionsSource source) { impl_->gauges->SetSessions(std::move(source)); }
+
+void Metrics::SetTierSource(TierSource source) { impl_->gauges->SetTiers(std::move(source)); }
 
 const char* ProtocolName(Protocol p) { return p == Protocol::kHttp ? "http" : "grpc"; }
 

@@ -10,6 +10,9 @@
 //   histograms retain_time_to_first_token_seconds, retain_inter_token_latency_seconds,
 //              retain_request_duration_seconds, retain_request_queue_seconds,
 //              retain_decode_batch_size, retain_step_duration_seconds
+//   tiers      retain_tier_sessions{tier}, retain_tier_bytes{tier} (gauges; tier device, host),
+//              retain_tier_{spills,restores,misses,dropped,refused}_total{tier} (host),
+//              retain_tier_restore_seconds{model,tier} (histogram)
 //   gauges     retain_requests_running, retain_requests_waiting, retain_sessions,
 //              retain_state_pool_bytes_used, retain_state_pool_bytes_capacity,
 //              retain_checkpoint_bytes, retain_checkpoints, retain_prefix_cache_bytes,
@@ -30,6 +33,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "retain/engine/serving.h"
+#include "server/tier_stats.h"
 
 namespace retain::server {
 
@@ -63,6 +67,11 @@ class Metrics {
   // retain_sessions{model,tenant} instead of the engines' per-model count. nullptr = per model.
   using SessionsSource = std::function<std::vector<std::tuple<std::string, std::string, int>>()>;
   void SetSessionsSource(SessionsSource source);
+
+  // The tiers below the device pool: (tier name, stats), read at scrape time for
+  // retain_tier_*{tier}; the device tier's series come from the engines' stats. nullptr = none.
+  using TierSource = std::function<std::vector<std::pair<std::string, TierStats>>()>;
+  void SetTierSource(TierSource source);
 
   // A request the engine finished (Generate, or a CreateSession prefill): the finished-request and
   // token counters, labelled with the tenant unless it is the anonymous one ("").

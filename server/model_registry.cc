@@ -4,6 +4,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "retain/engine/model.h"
+#include "server/host_state_tier.h"
 #include "server/metrics.h"
 #include "server/model_fingerprint.h"
 
@@ -16,7 +17,8 @@ absl::Status Named(const ModelSpec& spec, const std::string& backend, const absl
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<ModelRegistry>> ModelRegistry::Load(const ServerConfig& config, Metrics* metrics) {
+absl::StatusOr<std::unique_ptr<ModelRegistry>> ModelRegistry::Load(const ServerConfig& config, Metrics* metrics,
+                                                                   HostStateTier* host) {
   auto registry = std::make_unique<ModelRegistry>();
   for (const ModelSpec& spec : config.models) {
     auto served = std::make_unique<ServedModel>();
@@ -56,7 +58,9 @@ absl::StatusOr<std::unique_ptr<ModelRegistry>> ModelRegistry::Load(const ServerC
     // End of text: RWKV World's id 0 (<|endoftext|>). A byte-level model's 0 is the NUL byte and a
     // model without a tokenizer has no known end token: the client stops them by stop_token_ids.
     so.eos_token_id = tokenizer && tokenizer->name() == "rwkv_world" ? 0 : -1;
-    auto eng = engine::Engine::Create(*std::move(model), std::move(tokenizer), so, metrics->AddModel(spec.name));
+    if (host != nullptr) served->parking = std::make_unique<ModelParking>(host, served->snapshot);
+    auto eng = engine::Engine::Create(*std::move(model), std::move(tokenizer), so, metrics->AddModel(spec.name),
+                                      served->parking.get());
     if (!eng.ok())
       return Named(spec, config.backend,
                    absl::Status(eng.status().code(), absl::StrCat("--state-budget-bytes ", so.state_budget_bytes, ": ",

@@ -17,6 +17,7 @@
 namespace retain::server {
 
 class Metrics;
+class HostStateTier;
 
 struct ServedModel {
   std::string name;
@@ -25,14 +26,17 @@ struct ServedModel {
   bool is_default = false;
   uint64_t fingerprint = 0;
   SnapshotModel snapshot;  // what an import must match
+  std::unique_ptr<engine::SessionParking> parking;  // before the engine: outlives it; null = no tier
   std::unique_ptr<engine::Engine> engine;
 };
 
 class ModelRegistry {
  public:
   // Loads every model of `config` in order (the first is the default), each engine reporting to
-  // `metrics`, which must outlive the registry. The error names the --model value.
-  static absl::StatusOr<std::unique_ptr<ModelRegistry>> Load(const ServerConfig& config, Metrics* metrics);
+  // `metrics`, which must outlive the registry, and parking idle sessions in `host` when given
+  // (which must outlive it too). The error names the --model value.
+  static absl::StatusOr<std::unique_ptr<ModelRegistry>> Load(const ServerConfig& config, Metrics* metrics,
+                                                             HostStateTier* host = nullptr);
 
   // `name` "" = the default model. NotFound naming `field` and listing the served models.
   absl::StatusOr<ServedModel*> Find(absl::string_view name, absl::string_view field = "model") const;

@@ -31,6 +31,7 @@ void FillSession(const ServedModel& model, const engine::SessionInfo& info, v1::
   out->set_busy(info.busy);
   for (int64_t p : info.checkpoints) out->add_checkpoint_positions(p);
   out->set_history_start(info.history_start);
+  out->set_tier(info.tier);
 }
 
 grpc::ServerUnaryReactor* FinishUnary(const ServiceDeps& deps, grpc::CallbackServerContext* ctx,

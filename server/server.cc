@@ -13,6 +13,7 @@
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "server/http/http_frontend.h"
+#include "server/host_state_tier.h"
 #include "server/log.h"
 #include "server/metrics.h"
 #include "server/model_registry.h"
@@ -126,13 +127,19 @@ int RunServer(const ServerConfig& config) {
     return 1;
   }
   if (config.http.enabled()) (*metrics)->ServeHttp();
-  auto registry = ModelRegistry::Load(config, metrics->get());
+  std::unique_ptr<HostStateTier> host;
+  if (config.tiers.host_state_budget_bytes > 0) host = std::make_unique<HostStateTier>(config.tiers.host_state_budget_bytes);
+  auto registry = ModelRegistry::Load(config, metrics->get(), host.get());
   if (!registry.ok()) {
     LogLine(registry.status().message());
     return 2;
   }
   ModelRegistry* reg = registry->get();
   (*metrics)->SetStatsSource([reg] { return reg->Stats(); });
+  if (host != nullptr) {
+    HostStateTier* h = host.get();
+    (*metrics)->SetTierSource([h] { return std::vector<std::pair<std::string, TierStats>>{{"host", h->Stats()}}; });
+  }
 
   SessionOwners owners(reg);
   if ((*tenants)->enabled()) (*metrics)->SetSessionsSource([&owners] { return owners.Counts(); });
@@ -146,6 +153,7 @@ int RunServer(const ServerConfig& config) {
       LogLine(started.status().message());
       (*metrics)->SetStatsSource(nullptr);
       (*metrics)->SetSessionsSource(nullptr);
+      (*metrics)->SetTierSource(nullptr);
       return started.status().code() == absl::StatusCode::kUnavailable ? 1 : 2;
     }
     http = *std::move(started);
@@ -166,6 +174,7 @@ int RunServer(const ServerConfig& config) {
     http.reset();
     (*metrics)->SetStatsSource(nullptr);
     (*metrics)->SetSessionsSource(nullptr);
+    (*metrics)->SetTierSource(nullptr);
     return 1;
   }
   if (auto* health = server->GetHealthCheckService(); health != nullptr) {
@@ -191,7 +200,8 @@ int RunServer(const ServerConfig& config) {
   const engine::ServingOptions& so = config.serving;
   LogLine(absl::StrCat("listening on ", HostOf(config.listen), ":", port, " (", transport->description, "); ",
                        http_at, metrics_at, "; ", tenants_are, "; models: ", absl::StrJoin(models, "; "), "; max-batch ",
-                       so.max_batch, ", max-step-tokens ", so.max_step_tokens, ", max-queue ", so.max_queue));
+                       so.max_batch, ", max-step-tokens ", so.max_step_tokens, ", max-queue ", so.max_queue,
+                       host != nullptr ? absl::StrCat("; host state tier ", host->budget(), " bytes") : ""));
 
   std::thread signal_thread([&] {
     int signo = 0;
@@ -204,6 +214,7 @@ int RunServer(const ServerConfig& config) {
   LogLine("drained; exiting");
   (*metrics)->SetStatsSource(nullptr);
   (*metrics)->SetSessionsSource(nullptr);
+  (*metrics)->SetTierSource(nullptr);
   server.reset();     // every call done (OnDone ran) before the engines go
   registry->reset();  // engines stop their step threads
   // Not destroyed: stopping civetweb waits out its 2 s poll quantum, and the process is exiting

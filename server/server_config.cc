@@ -80,6 +80,7 @@ struct RawFlags {
   RawSecurityFlags security;
   RawHistoryFlags history;
   RawHttpFlags http;
+  RawTierFlags tiers;
 };
 
 absl::StatusOr<ServerConfig> Build(const RawFlags& f) {
@@ -122,6 +123,7 @@ absl::StatusOr<ServerConfig> Build(const RawFlags& f) {
   if (!(st = BuildSecurityConfig(f.security, &c.security)).ok()) return st;
   if (!(st = BuildHistoryConfig(f.history, &c.serving, &c.prefix_cache_shared)).ok()) return st;
   if (!(st = BuildHttpConfig(f.http, &c.http)).ok()) return st;
+  if (!(st = BuildTierConfig(f.tiers, &c.tiers)).ok()) return st;
   if (!(st = ValidateServerConfig(c)).ok()) return st;
   return c;
 }
@@ -254,6 +256,7 @@ ParsedFlags ParseServerConfig(int argc, const char* const* argv) {
   AddSecurityFlags(app, &f.security);
   AddHistoryFlags(app, &f.history);
   AddHttpFlags(app, &f.http);
+  AddTierFlags(app, &f.tiers);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

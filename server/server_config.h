@@ -11,6 +11,7 @@
 #include "retain/engine/serving.h"
 #include "server/http/http_config.h"
 #include "server/security_config.h"
+#include "server/tier_flags.h"
 
 namespace retain::server {
 
@@ -31,6 +32,7 @@ struct ServerConfig {
   SecurityConfig security;  // TLS, tenants, gRPC transport limits (security_config.h)
   bool prefix_cache_shared = false;  // --prefix-cache-shared (history_flags.h)
   HttpConfig http;          // the OpenAI-compatible HTTP front-end (http/http_config.h)
+  TierConfig tiers;         // where idle sessions spill below the device pool (tier_flags.h)
 };
 
 struct ParsedFlags {

@@ -160,9 +160,9 @@ std::string RandomHex128() {
 class EngineImpl final : public Engine {
  public:
   EngineImpl(std::unique_ptr<Model> model, std::unique_ptr<Tokenizer> tokenizer, const ServingOptions& options,
-             EngineObserver* observer, std::unique_ptr<StatePool> pool)
+             EngineObserver* observer, SessionParking* parking, std::unique_ptr<StatePool> pool)
       : model_(std::move(model)), tokenizer_(std::move(tokenizer)), options_(options), observer_(observer),
-        pool_(std::move(pool)), vocab_(model_->config().vocab_size),
+        parking_(parking), pool_(std::move(pool)), vocab_(model_->config().vocab_size),
         checkpoints_(options_.checkpoint_budget_bytes, options_.max_checkpoints_per_session,
                      static_cast<size_t>(options_.max_history_tokens)),
         cache_(options_.prefix_cache_bytes) {
@@ -210,27 +210,40 @@ class EngineImpl final : public Engine {
   }
   absl::StatusOr<SessionInfo> GetSession(const std::string& id) override {
     std::lock_guard<std::mutex> l(mu_);
-    RETAIN_ASSIGN_OR_RETURN(Session * s, FindLocked(id));
-    return InfoLocked(*s);
+    absl::StatusOr<Session*> s = FindLocked(id);
+    if (s.ok()) return InfoLocked(**s);
+    if (parking_ != nullptr && s.status().code() == absl::StatusCode::kNotFound) {
+      if (std::optional<SessionParking::Parked> p = parking_->Find(id)) return ParkedInfo(id, *p);
+    }
+    return s.status();
   }
   std::vector<SessionInfo> ListSessions() override {
     std::lock_guard<std::mutex> l(mu_);
     std::vector<SessionInfo> out;
     for (auto& [id, s] : sessions_)
       if (!s->anonymous) out.push_back(InfoLocked(*s));
+    if (parking_ != nullptr)
+      for (const auto& [id, p] : parking_->List())
+        if (sessions_.count(id) == 0) out.push_back(ParkedInfo(id, p));
     std::sort(out.begin(), out.end(), [](const SessionInfo& a, const SessionInfo& b) { return a.created < b.created; });
     return out;
   }
   absl::Status DeleteSession(const std::string& id) override {
     std::lock_guard<std::mutex> l(mu_);
-    RETAIN_ASSIGN_OR_RETURN(Session * s, FindLocked(id));
+    absl::StatusOr<Session*> found = FindLocked(id);
+    if (!found.ok() && parking_ != nullptr && found.status().code() == absl::StatusCode::kNotFound &&
+        parking_->Find(id)) {
+      parking_->Forget(id);
+      return absl::OkStatus();
+    }
+    RETAIN_ASSIGN_OR_RETURN(Session * s, std::move(found));
     if (s->request != nullptr) return Busy(id);
     DropSessionLocked(s);
     return absl::OkStatus();
   }
   absl::StatusOr<SessionInfo> ForkSession(const std::string& id) override {
     std::lock_guard<std::mutex> l(mu_);
-    RETAIN_ASSIGN_OR_RETURN(Session * src, FindLocked(id));
+    RETAIN_ASSIGN_OR_RETURN(Session * src, ResidentLocked(id));
     if (src->request != nullptr) return Busy(id);
     // Out of the LRU while a slot is found, so the source is never the session evicted for it.
     TouchLocked(src, /*remove=*/true);
@@ -254,7 +267,7 @@ class EngineImpl final : public Engine {
                                             std::shared_ptr<GenerateSink> sink) override;
   absl::StatusOr<SessionSnapshot> ExportSession(const std::string& id) override {
     std::lock_guard<std::mutex> l(mu_);
-    RETAIN_ASSIGN_OR_RETURN(Session * s, FindLocked(id));
+    RETAIN_ASSIGN_OR_RETURN(Session * s, ResidentLocked(id));
     if (s->request != nullptr) return Busy(id);
     SessionSnapshot snap;
     RETAIN_ASSIGN_OR_RETURN(snap.state, model_->ExportState(pool_->slot(s->slot)));
@@ -265,28 +278,13 @@ class EngineImpl final : public Engine {
     return snap;
   }
   absl::StatusOr<SessionInfo> ImportSession(const SessionSnapshot& snap) override {
-    if (snap.position < 0) return absl::InvalidArgumentError("position must be >= 0");
-    if (snap.pending && (*snap.pending < 0 || *snap.pending >= vocab_))
-      return absl::InvalidArgumentError(absl::StrCat("pending token ", *snap.pending, " is out of range [0, ", vocab_, ")"));
-    if (snap.pending && snap.position < 1)
-      return absl::InvalidArgumentError("a snapshot with a pending token must have position >= 1");
-    if (!snap.last_logits.empty() && (snap.pending || snap.last_logits.size() != static_cast<size_t>(vocab_)))
-      return absl::InvalidArgumentError(absl::StrCat("last_logits must be empty or ", vocab_, " floats, and only without a pending token"));
-    for (float x : snap.last_logits)
-      if (std::isnan(x) || x == INFINITY) return absl::InvalidArgumentError("last_logits has a NaN or +inf value");
+    RETAIN_RETURN_IF_ERROR(CheckSnapshot(snap));
     std::lock_guard<std::mutex> l(mu_);
     // Checked in the scratch slot first: a bad snapshot never costs another session its slot.
     RETAIN_RETURN_IF_ERROR(model_->ImportState(snap.state, pool_->slot(pool_->scratch())));
     RETAIN_ASSIGN_OR_RETURN(Session * s, NewSessionLocked(false));
     pool_->SwapScratch(&s->slot);
-    s->position = snap.position;
-    s->pending = snap.pending;
-    s->last_logits = snap.last_logits;
-    // The tokens before the snapshot are unknown, but its state is an exact start: rewinding to
-    // the import position needs no others.
-    s->history.ResetAt(snap.pending ? snap.position - 1 : snap.position);
-    if (snap.pending) s->history.Append(*snap.pending);
-    checkpoints_.Add(&s->history, s->history.base(), snap.state);
+    AdoptSnapshotLocked(s, snap);
     cv_.notify_all();
     return InfoLocked(*s);
   }
@@ -296,7 +294,8 @@ class EngineImpl final : public Engine {
     EngineStats st;
     st.running = static_cast<int>(running_.size());
     st.waiting = static_cast<int>(waiting_.size());
-    st.sessions = named_sessions_;
+    st.sessions_resident = named_sessions_;
+    st.sessions = named_sessions_ + (parking_ != nullptr ? static_cast<int>(parking_->List().size()) : 0);
     st.slots_total = pool_->slots();
     st.slots_used = pool_->used();
     st.state_bytes = pool_->slot_bytes();
@@ -331,6 +330,79 @@ class EngineImpl final : public Engine {
  private:
   absl::Status Busy(const std::string& id) const {
     return absl::FailedPreconditionError(absl::StrCat("session ", id, " has a request in flight; one request at a time per session"));
+  }
+
+  // What Model::ImportState does not check of a snapshot: the fields the engine keeps beside it.
+  absl::Status CheckSnapshot(const SessionSnapshot& snap) const {
+    if (snap.position < 0) return absl::InvalidArgumentError("position must be >= 0");
+    if (snap.pending && (*snap.pending < 0 || *snap.pending >= vocab_))
+      return absl::InvalidArgumentError(absl::StrCat("pending token ", *snap.pending, " is out of range [0, ", vocab_, ")"));
+    if (snap.pending && snap.position < 1)
+      return absl::InvalidArgumentError("a snapshot with a pending token must have position >= 1");
+    if (!snap.last_logits.empty() && (snap.pending || snap.last_logits.size() != static_cast<size_t>(vocab_)))
+      return absl::InvalidArgumentError(absl::StrCat("last_logits must be empty or ", vocab_, " floats, and only without a pending token"));
+    for (float x : snap.last_logits)
+      if (std::isnan(x) || x == INFINITY) return absl::InvalidArgumentError("last_logits has a NaN or +inf value");
+    return absl::OkStatus();
+  }
+
+  // A session whose slot now holds `snap.state` takes the rest of the snapshot.
+  void AdoptSnapshotLocked(Session* s, const SessionSnapshot& snap) {
+    s->position = snap.position;
+    s->pending = snap.pending;
+    s->last_logits = snap.last_logits;
+    // The tokens before the snapshot are unknown, but its state is an exact start: rewinding to
+    // the snapshot's position needs no others.
+    s->history.ResetAt(snap.pending ? snap.position - 1 : snap.position);
+    if (snap.pending) s->history.Append(*snap.pending);
+    checkpoints_.Add(&s->history, s->history.base(), snap.state);
+  }
+
+  SessionInfo ParkedInfo(const std::string& id, const SessionParking::Parked& p) const {
+    SessionInfo i;
+    i.id = id;
+    i.position = p.position;
+    i.created = p.created;
+    i.last_used = p.last_used;
+    i.state_bytes = pool_->slot_bytes();
+    i.history_start = p.position;
+    i.tier = p.tier;
+    return i;
+  }
+
+  // The session in a slot: resident already, or restored from the parking tier (which may park
+  // another idle session for the slot). A parked record that fails its check is refused.
+  absl::StatusOr<Session*> ResidentLocked(const std::string& id) {
+    absl::StatusOr<Session*> found = FindLocked(id);
+    if (found.ok() || parking_ == nullptr || found.status().code() != absl::StatusCode::kNotFound) return found;
+    const Clock::time_point t0 = Clock::now();
+    // Taken out of the tier before a slot is found: parking another session for the slot may
+    // make the tier drop its oldest record, which could be this one.
+    absl::Time created;
+    std::string tier;
+    absl::StatusOr<SessionSnapshot> snap = parking_->Unpark(id, &created, &tier);
+    if (snap.status().code() == absl::StatusCode::kNotFound) return found;
+    absl::Status st = snap.ok() ? CheckSnapshot(*snap) : snap.status();
+    if (!st.ok()) {
+      return absl::Status(st.code(), absl::StrCat("session ", id, " could not be restored from the ", tier,
+                                                  " tier, so it is not served: ", st.message()));
+    }
+    absl::StatusOr<Session*> s = NewSessionLocked(false, &id);
+    if (s.ok()) {
+      st = model_->ImportState(snap->state, pool_->slot((*s)->slot));
+      if (st.ok()) {
+        AdoptSnapshotLocked(*s, *snap);
+        (*s)->created = created;
+        if (observer_) observer_->OnRestore(tier, Seconds(t0, Clock::now()));
+        return *s;
+      }
+      DropSessionLocked(*s);
+      return absl::Status(st.code(), absl::StrCat("session ", id, " could not be restored from the ", tier,
+                                                  " tier, so it is not served: ", st.message()));
+    }
+    // No slot (every one runs a request): back to the tier, so the session is not lost.
+    (void)parking_->Park(id, *snap, created, absl::Now());
+    return s.status();
   }
 
   absl::StatusOr<Session*> FindLocked(const std::string& id) {
@@ -376,6 +448,22 @@ class EngineImpl final : public Engine {
   }
 
   void EvictLocked(Session* s, const char* reason) {
+    // Least recently used, to make room: parked, when there is a tier to park it in.
+    if (parking_ != nullptr && absl::string_view(reason) == "lru") {
+      SessionSnapshot snap;
+      absl::StatusOr<std::string> bytes = model_->ExportState(pool_->slot(s->slot));
+      if (bytes.ok()) {
+        snap.state = *std::move(bytes);
+        snap.position = s->position;
+        snap.pending = s->pending;
+        snap.last_logits = s->last_logits;
+        if (parking_->Park(s->id, snap, s->created, s->last_used).ok()) {
+          DropSessionLocked(s);
+          if (observer_) observer_->OnSpill();
+          return;
+        }
+      }
+    }
     if (evicted_order_.size() >= kEvictedMemory) {
       evicted_.erase(evicted_order_.front());
       evicted_order_.pop_front();
@@ -388,7 +476,7 @@ class EngineImpl final : public Engine {
 
   // A new session holding a slot (contents not initialised), evicting the least recently used
   // idle session when the pool is full.
-  absl::StatusOr<Session*> NewSessionLocked(bool anonymous) {
+  absl::StatusOr<Session*> NewSessionLocked(bool anonymous, const std::string* id = nullptr) {
     std::optional<int> slot = pool_->Acquire();
     if (!slot && !lru_.empty()) {
       EvictLocked(lru_.front(), "lru");
@@ -399,9 +487,13 @@ class EngineImpl final : public Engine {
                                                        " slots hold sessions with requests in flight"));
     }
     auto s = std::make_unique<Session>();
-    do {
-      s->id = RandomHex128();
-    } while (sessions_.count(s->id) > 0);
+    if (id != nullptr) {
+      s->id = *id;  // a parked session coming back
+    } else {
+      do {
+        s->id = RandomHex128();
+      } while (sessions_.count(s->id) > 0);
+    }
     s->slot = *slot;
     s->anonymous = anonymous;
     s->created = s->last_used = absl::Now();
@@ -444,6 +536,7 @@ class EngineImpl final : public Engine {
   std::unique_ptr<Tokenizer> tokenizer_;
   const ServingOptions options_;
   EngineObserver* observer_;
+  SessionParking* const parking_;  // null: no tier below the pool
   std::unique_ptr<StatePool> pool_;
   const int vocab_;
   CheckpointStore checkpoints_;  // under mu_
@@ -544,7 +637,7 @@ absl::StatusOr<std::string> EngineImpl::Submit(GenerateInput in, std::shared_ptr
     RETAIN_ASSIGN_OR_RETURN(s, NewSessionLocked(true));
     RETAIN_RETURN_IF_ERROR(model_->InitState(pool_->slot(s->slot)));
   } else {
-    RETAIN_ASSIGN_OR_RETURN(s, FindLocked(in.session_id));
+    RETAIN_ASSIGN_OR_RETURN(s, ResidentLocked(in.session_id));
     if (s->request != nullptr) return Busy(in.session_id);
     if (in.prompt.empty() && !s->pending && s->last_logits.empty()) {
       return absl::FailedPreconditionError(absl::StrCat(
@@ -625,7 +718,7 @@ absl::StatusOr<std::string> EngineImpl::RewindSession(const std::string& id, int
   std::unique_ptr<Request> r = MakeRequest(in, std::move(sink));
   std::unique_lock<std::mutex> l(mu_);
   RETAIN_RETURN_IF_ERROR(AdmissibleLocked());
-  RETAIN_ASSIGN_OR_RETURN(Session * s, FindLocked(id));
+  RETAIN_ASSIGN_OR_RETURN(Session * s, ResidentLocked(id));
   if (s->request != nullptr) return Busy(id);
   if (position < 0 || position > s->position)
     return absl::InvalidArgumentError(absl::StrCat("position ", position, " is outside [0, ", s->position,
@@ -987,13 +1080,14 @@ void EngineImpl::Loop() {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::unique_ptr<Model> model, std::unique_ptr<Tokenizer> tokenizer,
-                                                       const ServingOptions& options, EngineObserver* observer) {
+                                                       const ServingOptions& options, EngineObserver* observer,
+                                                       SessionParking* parking) {
   if (model == nullptr) return absl::InvalidArgumentError("no model");
   RETAIN_RETURN_IF_ERROR(ValidateServingOptions(options));
   if (options.eos_token_id >= model->config().vocab_size)
     return absl::InvalidArgumentError(absl::StrCat("eos_token_id ", options.eos_token_id, " is not below the vocabulary size"));
   RETAIN_ASSIGN_OR_RETURN(std::unique_ptr<StatePool> pool, StatePool::Create(*model, options.state_budget_bytes));
-  return std::unique_ptr<Engine>(new EngineImpl(std::move(model), std::move(tokenizer), options, observer, std::move(pool)));
+  return std::unique_ptr<Engine>(new EngineImpl(std::move(model), std::move(tokenizer), options, observer, parking, std::move(pool)));
 }
 
 }  // namespace retain::engine

@@ -17,6 +17,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -129,6 +130,10 @@ struct SessionInfo {
   bool busy = false;
   std::vector<int64_t> checkpoints;  // positions whose state is kept, ascending
   int64_t history_start = 0;         // the session knows the tokens it consumed from here on
+  // Where the session's state lives now: "device" (a slot of the pool) or the name of the
+  // SessionParking tier holding it ("host", "redis"); a parked session is restored to a slot by
+  // the next call that needs its state.
+  std::string tier = "device";
 };
 
 // A session's state as host bytes (Model::ExportState's snapshot) with what the model state does
@@ -146,7 +151,8 @@ struct SessionSnapshot {
 
 struct EngineStats {
   int running = 0, waiting = 0;
-  int sessions = 0;  // named sessions (throw-away states not counted)
+  int sessions = 0;  // named sessions (throw-away states not counted), parked ones included
+  int sessions_resident = 0;  // of them, in the slot pool
   int slots_total = 0, slots_used = 0;
   size_t state_bytes = 0;  // per slot
   size_t checkpoint_bytes = 0;
@@ -157,6 +163,34 @@ struct EngineStats {
   int64_t prefix_cache_entries = 0;
 };
 
+// Where idle sessions go when the slot pool needs their slot, instead of being lost, and where a
+// call for a session the pool does not hold looks before answering NotFound. The engine calls it
+// with its own lock held, so an implementation must be quick (host memory, or a store it can
+// reach in milliseconds) and must never call back into the engine. Thread-safe: several engines
+// (one per model) may share one.
+class SessionParking {
+ public:
+  struct Parked {
+    int64_t position = 0;
+    absl::Time created, last_used;
+    std::string tier;  // the tier's name for SessionInfo::tier
+  };
+  virtual ~SessionParking() = default;
+  // Keeps the session's state. An error: it could not be kept (the session is then evicted).
+  virtual absl::Status Park(const std::string& id, const SessionSnapshot& snapshot, absl::Time created,
+                            absl::Time last_used) = 0;
+  // The parked state, checked (format, checksum, model) and no longer parked once the engine has
+  // it back; `*created` its creation time, `*tier` where it was. NotFound when nothing is parked
+  // under `id`; any other code refuses a record that failed its check (it is never served).
+  virtual absl::StatusOr<SessionSnapshot> Unpark(const std::string& id, absl::Time* created, std::string* tier) = 0;
+  // What is parked under `id`, without taking it.
+  virtual std::optional<Parked> Find(const std::string& id) = 0;
+  // Ids parked by this engine's model, for ListSessions.
+  virtual std::vector<std::pair<std::string, Parked>> List() = 0;
+  // Drops what is parked under `id` (a delete); no error when nothing is.
+  virtual void Forget(const std::string& id) = 0;
+};
+
 // Metrics hooks, called on the step thread (OnEviction also on the caller's thread).
 class EngineObserver {
  public:
@@ -165,16 +199,26 @@ class EngineObserver {
   virtual void OnStep(int /*batch*/, int /*decode_rows*/, int /*prefill_tokens*/, double /*seconds*/) {}
   virtual void OnInterTokenLatency(double /*seconds*/) {}
   virtual void OnEviction(const char* /*reason: "lru" or "ttl"*/) {}
+  // A session parked (SessionParking::Park) for its slot, and one brought back, with the time the
+  // restore took (unparking, checking, writing the slot), on the caller's thread.
+  virtual void OnSpill() {}
+  virtual void OnRestore(const std::string& /*tier*/, double /*seconds*/) {}
 };
 
 class Engine {
  public:
   // Takes the model and tokenizer (tokenizer may be null: token ids only). Allocates the slot
   // pool at once; ResourceExhausted when the budget holds no slot or the backend has no memory.
+  // With `parking` (which must outlive the engine), a least recently used idle session is parked
+  // there when its slot is needed, rather than evicted, and restored by the next call that needs
+  // it (Submit, Fork, Export, Rewind); GetSession and ListSessions report it without restoring.
+  // A restored session keeps its position, pending token and logits but not its checkpoints or
+  // token history: it rewinds, like an import, only back to the position it was parked at.
   static absl::StatusOr<std::unique_ptr<Engine>> Create(std::unique_ptr<Model> model,
                                                         std::unique_ptr<Tokenizer> tokenizer,
                                                         const ServingOptions& options,
-                                                        EngineObserver* observer = nullptr);
+                                                        EngineObserver* observer = nullptr,
+                                                        SessionParking* parking = nullptr);
   virtual ~Engine() = default;
 
   virtual Model& model() = 0;
