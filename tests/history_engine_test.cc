@@ -401,6 +401,14 @@ TEST(PrefixCacheServing, NamespacesNeverShareAnEntry) {
 // and TransNormerLLM prefill in chunks (ComputeForm::kChunkwise), whose boundaries move when a
 // prefill restarts from a cached block: equal within the kit's tolerance (log-softmax values, so
 // twice the logits' max_abs), and the greedy tokens the same.
+// Every architecture's conformance kit, and its name as a test-name suffix ("rwkv7_tiny").
+const char* const kKits[] = {"rwkv7-tiny", "rwkv4-tiny", "retnet-tiny", "transnormer-tiny"};
+std::string KitTestName(const ::testing::TestParamInfo<const char*>& info) {
+  std::string s = info.param;
+  for (char& ch : s) if (ch == '-') ch = '_';
+  return s;
+}
+
 class PrefixCacheKit : public ::testing::TestWithParam<const char*> {};
 
 std::unique_ptr<Engine> KitEngine(const std::string& kit, size_t cache_bytes) {
@@ -459,12 +467,7 @@ TEST_P(PrefixCacheKit, CachedPrefixEqualsTheUncachedRunWithinWhatTheArchitecture
 }
 
 INSTANTIATE_TEST_SUITE_P(Kits, PrefixCacheKit,
-                         ::testing::Values("rwkv7-tiny", "rwkv4-tiny", "retnet-tiny", "transnormer-tiny"),
-                         [](const auto& info) {
-                           std::string s = info.param;
-                           for (char& ch : s) if (ch == '-') ch = '_';
-                           return s;
-                         });
+                         ::testing::ValuesIn(kKits), KitTestName);
 
 }  // namespace
 }  // namespace retain::engine
@@ -545,12 +548,7 @@ TEST_P(RewindKit, RewoundSessionEqualsAFreshPrefillWithinWhatTheArchitectureGuar
 }
 
 INSTANTIATE_TEST_SUITE_P(Kits, RewindKit,
-                         ::testing::Values("rwkv7-tiny", "rwkv4-tiny", "retnet-tiny", "transnormer-tiny"),
-                         [](const auto& info) {
-                           std::string s = info.param;
-                           for (char& ch : s) if (ch == '-') ch = '_';
-                           return s;
-                         });
+                         ::testing::ValuesIn(kKits), KitTestName);
 
 }  // namespace
 }  // namespace retain::engine
