@@ -289,13 +289,16 @@ class StatsCollectable final : public prometheus::Collectable {
     tiers.emplace_back("device", device);
     if (tiers_)
       for (auto& t : tiers_()) tiers.push_back(std::move(t));
-    auto series = [&](const char* name, const char* help, prometheus::MetricType type, bool device_too, auto value) {
+    // which: 2 every tier, 1 those below the device pool, 0 the shared ones (Redis). A gauge a
+    // tier does not report (negative) is left out.
+    auto series = [&](const char* name, const char* help, prometheus::MetricType type, int which, auto value) {
       prometheus::MetricFamily f;
       f.name = name;
       f.help = help;
       f.type = type;
       for (const auto& [tier, t] : tiers) {
-        if (tier == "device" && !device_too) continue;
+        if ((tier == "device" && which < 2) || (which == 0 && t.up < 0)) continue;
+        if (type == prometheus::MetricType::Gauge && value(t) < 0) continue;
         prometheus::ClientMetric m;
         m.label.push_back({"tier", tier});
         (type == prometheus::MetricType::Counter ? m.counter.value : m.gauge.value) = value(t);
@@ -305,20 +308,33 @@ class StatsCollectable final : public prometheus::Collectable {
     };
     constexpr auto kGauge = prometheus::MetricType::Gauge;
     constexpr auto kCounter = prometheus::MetricType::Counter;
-    series("retain_tier_sessions", "Named sessions whose state lives in the tier", kGauge, true,
+    series("retain_tier_sessions", "Named sessions whose state lives in the tier", kGauge, 2,
            [](const TierStats& t) { return double(t.sessions); });
-    series("retain_tier_bytes", "Bytes of session state the tier holds", kGauge, true,
+    series("retain_tier_bytes", "Bytes of session state the tier holds", kGauge, 2,
            [](const TierStats& t) { return double(t.bytes); });
-    series("retain_tier_spills_total", "Idle sessions spilled into the tier for a device slot", kCounter, false,
+    series("retain_tier_spills_total",
+           "Session states written into the tier (idle sessions spilled for a device slot; for redis, every write)",
+           kCounter, 1,
            [](const TierStats& t) { return double(t.spills); });
-    series("retain_tier_restores_total", "Spilled sessions taken back into the state pool", kCounter, false,
+    series("retain_tier_restores_total", "Spilled sessions taken back into the state pool", kCounter, 1,
            [](const TierStats& t) { return double(t.restores); });
-    series("retain_tier_misses_total", "Lookups of a session neither the pool nor the tier held", kCounter, false,
+    series("retain_tier_misses_total", "Lookups of a session neither the pool nor the tier held", kCounter, 1,
            [](const TierStats& t) { return double(t.misses); });
-    series("retain_tier_dropped_total", "Sessions dropped from the tier for its budget (lost)", kCounter, false,
+    series("retain_tier_dropped_total", "Sessions dropped from the tier for its budget (lost)", kCounter, 1,
            [](const TierStats& t) { return double(t.dropped); });
     series("retain_tier_refused_total", "Spilled records that failed their check on restore (never served)", kCounter,
-           false, [](const TierStats& t) { return double(t.refused); });
+           1, [](const TierStats& t) { return double(t.refused); });
+    series("retain_tier_up", "1 when the shared tier answers, 0 while it is down (the server serves what it holds)",
+           kGauge, 0, [](const TierStats& t) { return double(t.up); });
+    series("retain_tier_pending_writes", "Writes queued for the shared tier (the --redis-async window)", kGauge, 0,
+           [](const TierStats& t) { return double(t.pending_writes); });
+    series("retain_tier_write_failures_total", "Writes to the shared tier that failed (redone once it is back)",
+           kCounter, 0, [](const TierStats& t) { return double(t.write_failures); });
+    series("retain_tier_lease_conflicts_total",
+           "Requests refused (FAILED_PRECONDITION) because another replica held the session's lease", kCounter, 0,
+           [](const TierStats& t) { return double(t.lease_conflicts); });
+    series("retain_tier_unleased_total", "Requests served without a lease while the shared tier was down", kCounter,
+           0, [](const TierStats& t) { return double(t.unleased); });
   }
 
   mutable std::mutex mu_;

@@ -5,6 +5,7 @@
 #include "absl/strings/str_join.h"
 #include "retain/engine/model.h"
 #include "server/host_state_tier.h"
+#include "server/redis_tier.h"
 #include "server/metrics.h"
 #include "server/model_fingerprint.h"
 
@@ -18,7 +19,7 @@ absl::Status Named(const ModelSpec& spec, const std::string& backend, const absl
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ModelRegistry>> ModelRegistry::Load(const ServerConfig& config, Metrics* metrics,
-                                                                   HostStateTier* host) {
+                                                                   HostStateTier* host, RedisTier* redis) {
   auto registry = std::make_unique<ModelRegistry>();
   for (const ModelSpec& spec : config.models) {
     auto served = std::make_unique<ServedModel>();
@@ -58,7 +59,12 @@ absl::StatusOr<std::unique_ptr<ModelRegistry>> ModelRegistry::Load(const ServerC
     // End of text: RWKV World's id 0 (<|endoftext|>). A byte-level model's 0 is the NUL byte and a
     // model without a tokenizer has no known end token: the client stops them by stop_token_ids.
     so.eos_token_id = tokenizer && tokenizer->name() == "rwkv_world" ? 0 : -1;
-    if (host != nullptr) served->parking = std::make_unique<ModelParking>(host, served->snapshot);
+    if (host != nullptr) served->host_parking = std::make_unique<ModelParking>(host, served->snapshot);
+    if (redis != nullptr) {
+      served->parking = std::make_unique<RedisParking>(redis, served->host_parking.get(), served->snapshot, spec.name);
+    } else {
+      served->parking = std::move(served->host_parking);
+    }
     auto eng = engine::Engine::Create(*std::move(model), std::move(tokenizer), so, metrics->AddModel(spec.name),
                                       served->parking.get());
     if (!eng.ok())
@@ -66,6 +72,17 @@ absl::StatusOr<std::unique_ptr<ModelRegistry>> ModelRegistry::Load(const ServerC
                    absl::Status(eng.status().code(), absl::StrCat("--state-budget-bytes ", so.state_budget_bytes, ": ",
                                                                   eng.status().message())));
     served->engine = *std::move(eng);
+    if (redis != nullptr) {
+      // A write that failed while Redis was down is redone from the engine's current state.
+      engine::Engine* e = served->engine.get();
+      redis->SetExporter(served->fingerprint, spec.name,
+                         [e, m = served->snapshot](const std::string& id, int64_t* position) -> absl::StatusOr<std::string> {
+                           auto snap = e->ExportSession(id);
+                           if (!snap.ok()) return snap.status();
+                           *position = snap->position;
+                           return EncodeSessionSnapshot(m, *snap);
+                         });
+    }
     registry->models_.push_back(std::move(served));
   }
   return registry;

@@ -18,6 +18,7 @@ namespace retain::server {
 
 class Metrics;
 class HostStateTier;
+class RedisTier;
 
 struct ServedModel {
   std::string name;
@@ -26,6 +27,7 @@ struct ServedModel {
   bool is_default = false;
   uint64_t fingerprint = 0;
   SnapshotModel snapshot;  // what an import must match
+  std::unique_ptr<engine::SessionParking> host_parking;  // the host tier's part, behind `parking` with Redis
   std::unique_ptr<engine::SessionParking> parking;  // before the engine: outlives it; null = no tier
   std::unique_ptr<engine::Engine> engine;
 };
@@ -36,7 +38,7 @@ class ModelRegistry {
   // `metrics`, which must outlive the registry, and parking idle sessions in `host` when given
   // (which must outlive it too). The error names the --model value.
   static absl::StatusOr<std::unique_ptr<ModelRegistry>> Load(const ServerConfig& config, Metrics* metrics,
-                                                             HostStateTier* host = nullptr);
+                                                             HostStateTier* host = nullptr, RedisTier* redis = nullptr);
 
   // `name` "" = the default model. NotFound naming `field` and listing the served models.
   absl::StatusOr<ServedModel*> Find(absl::string_view name, absl::string_view field = "model") const;

@@ -14,6 +14,7 @@
 #include "grpcpp/health_check_service_interface.h"
 #include "server/http/http_frontend.h"
 #include "server/host_state_tier.h"
+#include "server/redis_tier.h"
 #include "server/log.h"
 #include "server/metrics.h"
 #include "server/model_registry.h"
@@ -129,19 +130,28 @@ int RunServer(const ServerConfig& config) {
   if (config.http.enabled()) (*metrics)->ServeHttp();
   std::unique_ptr<HostStateTier> host;
   if (config.tiers.host_state_budget_bytes > 0) host = std::make_unique<HostStateTier>(config.tiers.host_state_budget_bytes);
-  auto registry = ModelRegistry::Load(config, metrics->get(), host.get());
+  std::unique_ptr<RedisTier> redis;
+  if (config.tiers.redis_enabled) redis = std::make_unique<RedisTier>(config.tiers.redis);
+  auto registry = ModelRegistry::Load(config, metrics->get(), host.get(), redis.get());
   if (!registry.ok()) {
     LogLine(registry.status().message());
     return 2;
   }
   ModelRegistry* reg = registry->get();
   (*metrics)->SetStatsSource([reg] { return reg->Stats(); });
-  if (host != nullptr) {
+  if (host != nullptr || redis != nullptr) {
     HostStateTier* h = host.get();
-    (*metrics)->SetTierSource([h] { return std::vector<std::pair<std::string, TierStats>>{{"host", h->Stats()}}; });
+    RedisTier* r = redis.get();
+    (*metrics)->SetTierSource([h, r] {
+      std::vector<std::pair<std::string, TierStats>> tiers;
+      if (h != nullptr) tiers.emplace_back("host", h->Stats());
+      if (r != nullptr) tiers.emplace_back("redis", r->Stats());
+      return tiers;
+    });
   }
 
   SessionOwners owners(reg);
+  owners.SetSharedTier(redis.get());
   if ((*tenants)->enabled()) (*metrics)->SetSessionsSource([&owners] { return owners.Counts(); });
 
   RetainService service(reg, metrics->get(), tenants->get(), &owners, config.prefix_cache_shared);
@@ -180,6 +190,8 @@ int RunServer(const ServerConfig& config) {
   if (auto* health = server->GetHealthCheckService(); health != nullptr) {
     health->SetServingStatus("", true);
     health->SetServingStatus(v1::Retain::service_full_name(), true);
+    // The server serves on while Redis is down (the sessions it holds); the tier has its own name.
+    if (redis != nullptr) redis->SetHealthListener([health](bool up) { health->SetServingStatus("retain.tier.redis", up); });
   }
 
   std::vector<std::string> models;
@@ -201,7 +213,11 @@ int RunServer(const ServerConfig& config) {
   LogLine(absl::StrCat("listening on ", HostOf(config.listen), ":", port, " (", transport->description, "); ",
                        http_at, metrics_at, "; ", tenants_are, "; models: ", absl::StrJoin(models, "; "), "; max-batch ",
                        so.max_batch, ", max-step-tokens ", so.max_step_tokens, ", max-queue ", so.max_queue,
-                       host != nullptr ? absl::StrCat("; host state tier ", host->budget(), " bytes") : ""));
+                       host != nullptr ? absl::StrCat("; host state tier ", host->budget(), " bytes") : "",
+                       redis != nullptr ? absl::StrCat("; redis tier ", redis->address(), " (",
+                                                       redis->async() ? "asynchronous" : "write-through", ", replica ",
+                                                       config.tiers.redis.replica, ")")
+                                        : ""));
 
   std::thread signal_thread([&] {
     int signo = 0;
@@ -216,7 +232,12 @@ int RunServer(const ServerConfig& config) {
   (*metrics)->SetSessionsSource(nullptr);
   (*metrics)->SetTierSource(nullptr);
   server.reset();     // every call done (OnDone ran) before the engines go
+  if (redis != nullptr) {
+    redis->SetHealthListener(nullptr);  // the health service went with the server
+    redis->ClearExporters();
+  }
   registry->reset();  // engines stop their step threads
+  redis.reset();      // after the engines (their parking); writes what is queued first
   // Not destroyed: stopping civetweb waits out its 2 s poll quantum, and the process is exiting
   // anyway (a scrape until then still reads valid counters; the gauges' source is cleared). Kept
   // reachable from a global with external linkage (a store the compiler cannot drop), so

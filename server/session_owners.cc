@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/model_registry.h"
+#include "server/redis_tier.h"
 
 namespace retain::server {
 
@@ -23,8 +24,20 @@ absl::StatusOr<std::pair<ServedModel*, engine::SessionInfo>> SessionOwners::Find
       owned = g->second == caller.tenant;
     }
   }
+  if (!owned) owned = AdoptShared(caller, id);
   if (!owned) return ModelRegistry::UnknownSession(id, field);
   return registry_->FindSession(id, field);
+}
+
+bool SessionOwners::AdoptShared(const Caller& caller, const std::string& id) const {
+  if (shared_ == nullptr) return false;
+  auto meta = shared_->ReadMeta(id);
+  if (!meta.ok() || !meta->has_value() || (*meta)->owner != caller.tenant) return false;
+  auto model = registry_->FindByFingerprint((*meta)->fingerprint);
+  if (!model.ok()) return false;
+  std::lock_guard<std::mutex> l(mu_);
+  live_[id] = Entry{caller.tenant, *model};
+  return true;
 }
 
 bool SessionOwners::Owns(const Caller& caller, const std::string& id) const {
@@ -93,6 +106,7 @@ absl::StatusOr<engine::SessionInfo> SessionOwners::Add(const Caller& caller, con
   }
   auto info = make();
   if (!info.ok()) return info.status();
+  if (shared_ != nullptr) shared_->SetOwner(info->id, caller.tenant);
   std::lock_guard<std::mutex> l(mu_);
   live_[info->id] = Entry{caller.tenant, &model};
   return info;

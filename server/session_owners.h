@@ -26,6 +26,7 @@
 namespace retain::server {
 
 class ModelRegistry;
+class RedisTier;
 struct ServedModel;
 
 class SessionOwners {
@@ -49,6 +50,10 @@ class SessionOwners {
 
   bool Owns(const Caller& caller, const std::string& id) const;
 
+  // With a Redis tier, a session another replica made is its owner's here too: an id this map
+  // does not know is looked up in Redis (its record names owner and model). Before any call.
+  void SetSharedTier(RedisTier* tier) { shared_ = tier; }
+
   // (model, tenant, live sessions) for the retain_sessions gauge; only pairs with sessions.
   std::vector<std::tuple<std::string, std::string, int>> Counts() const;
 
@@ -61,14 +66,16 @@ class SessionOwners {
   // state bytes. With add_mu_ held.
   std::pair<int64_t, int64_t> Prune(const std::string& tenant);
   void ForgetLocked(const std::string& id);  // with mu_ held
+  bool AdoptShared(const Caller& caller, const std::string& id) const;
 
   static constexpr size_t kGoneMemory = 65536;  // as many as the engine remembers evicted ids
 
   const ModelRegistry* const registry_;
+  RedisTier* shared_ = nullptr;
   size_t total_slots_ = 0;
   std::mutex add_mu_;
   mutable std::mutex mu_;
-  std::unordered_map<std::string, Entry> live_;
+  mutable std::unordered_map<std::string, Entry> live_;  // AdoptShared adds to it in const lookups
   std::unordered_map<std::string, std::string> gone_;  // id -> tenant
   std::deque<std::string> gone_order_;
 };

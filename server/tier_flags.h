@@ -3,9 +3,11 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/time/time.h"
 
 namespace CLI {
 class App;
@@ -13,13 +15,33 @@ class App;
 
 namespace retain::server {
 
+struct RedisTierConfig {
+  std::string host;
+  int port = 6379;
+  bool async = false;                                   // --redis-async
+  absl::Duration lease = absl::Seconds(30);             // --redis-lease-ms
+  absl::Duration ttl = absl::ZeroDuration();            // --redis-ttl-seconds; 0 = records never expire
+  absl::Duration timeout = absl::Milliseconds(500);     // --redis-timeout-ms, per connect and command
+  int max_pending_writes = 1024;                        // past it new requests get RESOURCE_EXHAUSTED
+  std::string replica;                                  // --replica-id: the lease's value
+};
+
 struct TierConfig {
   size_t host_state_budget_bytes = 0;  // 0 = no host tier: an evicted session is lost
-  bool enabled() const { return host_state_budget_bytes > 0; }
+  bool redis_enabled = false;          // --redis given
+  RedisTierConfig redis;
+  bool enabled() const { return host_state_budget_bytes > 0 || redis_enabled; }
 };
 
 struct RawTierFlags {
   std::string host_state_budget = "0";
+  std::string redis;  // HOST:PORT
+  bool redis_async = false;
+  int64_t redis_lease_ms = 30000;
+  int64_t redis_ttl_seconds = 0;
+  int64_t redis_timeout_ms = 500;
+  int redis_max_pending_writes = 1024;
+  std::string replica_id;
 };
 
 void AddTierFlags(CLI::App& app, RawTierFlags* f);

@@ -14,6 +14,13 @@ struct TierStats {
   uint64_t misses = 0;    // lookups of a session the engine did not hold and this tier did not either
   uint64_t dropped = 0;   // records dropped for the budget (those sessions are lost)
   uint64_t refused = 0;   // records that failed their check on restore (never served)
+  // A shared tier (Redis) only; -1 = not this tier's to report (sessions and bytes of a shared
+  // store are the store's).
+  int up = -1;                    // 1 reachable, 0 down
+  int64_t pending_writes = 0;     // queued writes (the asynchronous window)
+  uint64_t write_failures = 0;    // writes that failed (retried once the tier is back)
+  uint64_t lease_conflicts = 0;   // requests refused because another replica held the lease
+  uint64_t unleased = 0;          // requests served without a lease while the tier was down
 };
 
 }  // namespace retain::server

@@ -15,6 +15,8 @@
 #include <cmath>
 #include <condition_variable>
 #include <cstdlib>
+#include <functional>
+#include <future>
 #include <deque>
 #include <list>
 #include <mutex>
@@ -124,6 +126,7 @@ struct Request {
   absl::Time deadline;
   bool cancel = false;
   bool admitted = false;
+  bool claimed = false;  // holds its session's SessionParking::Claim, released by Commit or Unclaim
   Clock::time_point submitted, started, first_token, last_token;
 
   Request(const SamplingParams& p, int vocab) : sampler(p, vocab) {}
@@ -202,14 +205,15 @@ class EngineImpl final : public Engine {
   }
 
   absl::StatusOr<SessionInfo> CreateSession() override {
-    std::lock_guard<std::mutex> l(mu_);
+    std::unique_lock<std::mutex> l(mu_);
     RETAIN_ASSIGN_OR_RETURN(Session * s, NewSessionLocked(false));
     RETAIN_RETURN_IF_ERROR(model_->InitState(pool_->slot(s->slot)));
     cv_.notify_all();  // the TTL sweep's next due time may have changed
-    return InfoLocked(*s);
+    return CommitNewLocked(s, l);
   }
   absl::StatusOr<SessionInfo> GetSession(const std::string& id) override {
     std::lock_guard<std::mutex> l(mu_);
+    FreshLocked(id);
     absl::StatusOr<Session*> s = FindLocked(id);
     if (s.ok()) return InfoLocked(**s);
     if (parking_ != nullptr && s.status().code() == absl::StatusCode::kNotFound) {
@@ -231,18 +235,33 @@ class EngineImpl final : public Engine {
   absl::Status DeleteSession(const std::string& id) override {
     std::lock_guard<std::mutex> l(mu_);
     absl::StatusOr<Session*> found = FindLocked(id);
-    if (!found.ok() && parking_ != nullptr && found.status().code() == absl::StatusCode::kNotFound &&
-        parking_->Find(id)) {
-      parking_->Forget(id);
+    if (parking_ == nullptr) {
+      RETAIN_ASSIGN_OR_RETURN(Session * s, std::move(found));
+      if (s->request != nullptr) return Busy(id);
+      DropSessionLocked(s);
       return absl::OkStatus();
     }
-    RETAIN_ASSIGN_OR_RETURN(Session * s, std::move(found));
-    if (s->request != nullptr) return Busy(id);
-    DropSessionLocked(s);
-    return absl::OkStatus();
+    // Under the lease, so no replica is continuing it while it goes from every tier.
+    RETAIN_RETURN_IF_ERROR(parking_->Claim(id, found.ok()));
+    absl::Status st = absl::OkStatus();
+    if (found.ok()) {
+      if ((*found)->request != nullptr) {
+        st = Busy(id);
+      } else {
+        DropSessionLocked(*found);
+        parking_->Forget(id);
+      }
+    } else if (found.status().code() == absl::StatusCode::kNotFound && parking_->Find(id)) {
+      parking_->Forget(id);
+    } else {
+      st = found.status();
+    }
+    parking_->Unclaim(id);
+    return st;
   }
   absl::StatusOr<SessionInfo> ForkSession(const std::string& id) override {
-    std::lock_guard<std::mutex> l(mu_);
+    std::unique_lock<std::mutex> l(mu_);
+    FreshLocked(id);
     RETAIN_ASSIGN_OR_RETURN(Session * src, ResidentLocked(id));
     if (src->request != nullptr) return Busy(id);
     // Out of the LRU while a slot is found, so the source is never the session evicted for it.
@@ -261,12 +280,13 @@ class EngineImpl final : public Engine {
     (*dst)->last_logits = src->last_logits;
     checkpoints_.CopyInto(src->history, &(*dst)->history);
     cv_.notify_all();
-    return InfoLocked(**dst);
+    return CommitNewLocked(*dst, l);
   }
   absl::StatusOr<std::string> RewindSession(const std::string& id, int64_t position, absl::Time deadline,
                                             std::shared_ptr<GenerateSink> sink) override;
   absl::StatusOr<SessionSnapshot> ExportSession(const std::string& id) override {
     std::lock_guard<std::mutex> l(mu_);
+    FreshLocked(id);
     RETAIN_ASSIGN_OR_RETURN(Session * s, ResidentLocked(id));
     if (s->request != nullptr) return Busy(id);
     SessionSnapshot snap;
@@ -279,14 +299,14 @@ class EngineImpl final : public Engine {
   }
   absl::StatusOr<SessionInfo> ImportSession(const SessionSnapshot& snap) override {
     RETAIN_RETURN_IF_ERROR(CheckSnapshot(snap));
-    std::lock_guard<std::mutex> l(mu_);
+    std::unique_lock<std::mutex> l(mu_);
     // Checked in the scratch slot first: a bad snapshot never costs another session its slot.
     RETAIN_RETURN_IF_ERROR(model_->ImportState(snap.state, pool_->slot(pool_->scratch())));
     RETAIN_ASSIGN_OR_RETURN(Session * s, NewSessionLocked(false));
     pool_->SwapScratch(&s->slot);
     AdoptSnapshotLocked(s, snap);
     cv_.notify_all();
-    return InfoLocked(*s);
+    return CommitNewLocked(s, l);
   }
 
   EngineStats Stats() override {
@@ -356,6 +376,50 @@ class EngineImpl final : public Engine {
     s->history.ResetAt(snap.pending ? snap.position - 1 : snap.position);
     if (snap.pending) s->history.Append(*snap.pending);
     checkpoints_.Add(&s->history, s->history.base(), snap.state);
+  }
+
+  // With a shared tier: drops this replica's copy of `id` when another replica has written a
+  // newer state, so the next ResidentLocked restores that one. A busy session is never stale (its
+  // request holds the lease).
+  void FreshLocked(const std::string& id) {
+    if (parking_ == nullptr || !parking_->WritesThrough() || !parking_->Stale(id)) return;
+    auto it = sessions_.find(id);
+    if (it != sessions_.end() && !it->second->anonymous && it->second->request == nullptr) DropSessionLocked(it->second.get());
+    parking_->ForgetLocal(id);
+  }
+
+  SessionSnapshot SnapshotOfLocked(const Session& s) {
+    SessionSnapshot snap;
+    absl::StatusOr<std::string> bytes = model_->ExportState(pool_->slot(s.slot));
+    if (bytes.ok()) snap.state = *std::move(bytes);
+    snap.position = s.position;
+    snap.pending = s.pending;
+    snap.last_logits = s.last_logits;
+    return snap;
+  }
+
+  // A session just created, forked or imported: written through to a shared tier before the
+  // call returns (unless the tier writes asynchronously), so any replica can continue it at once.
+  SessionInfo CommitNewLocked(Session* s, std::unique_lock<std::mutex>& l) {
+    SessionInfo info = InfoLocked(*s);
+    if (parking_ == nullptr || !parking_->WritesThrough()) return info;
+    SessionSnapshot snap = SnapshotOfLocked(*s);
+    l.unlock();
+    auto written = std::make_shared<std::promise<void>>();
+    std::future<void> done = written->get_future();
+    parking_->Commit(info.id, std::move(snap), false, [written] { written->set_value(); });
+    done.wait();
+    return info;
+  }
+
+  // A request on a named session is about to be queued: the lease, then this replica's copy made
+  // current. On error nothing is held.
+  absl::Status ClaimLocked(const std::string& id) {
+    if (parking_ == nullptr) return absl::OkStatus();
+    auto it = sessions_.find(id);
+    RETAIN_RETURN_IF_ERROR(parking_->Claim(id, it != sessions_.end() && !it->second->anonymous));
+    FreshLocked(id);
+    return absl::OkStatus();
   }
 
   SessionInfo ParkedInfo(const std::string& id, const SessionParking::Parked& p) const {
@@ -524,6 +588,10 @@ class EngineImpl final : public Engine {
   void SweepTtlLocked();
   // Ends `r` under the lock: session bookkeeping, and the event the sink gets after unlocking.
   FinishedEvent FinishLocked(Request* r, FinishReason reason, Clock::time_point now);
+  absl::StatusOr<SessionHistory::Start> RewindStartLocked(const std::string& id, int64_t position);
+  // Calls `deliver` (the sink's end) now, or, for a request whose session a shared tier writes
+  // through, once its state is written (commits_). Step thread, no lock held.
+  void EndRequest(const std::string& request_id, std::function<void()> deliver);
   // Sampling a step's rows is split in two: Draw touches only its own request (its sampler and
   // the row), so the rows are drawn in parallel on the model's threads; Deliver then hands the
   // tokens to the text streams and sinks one by one on the step thread.
@@ -540,6 +608,9 @@ class EngineImpl final : public Engine {
   std::unique_ptr<StatePool> pool_;
   const int vocab_;
   CheckpointStore checkpoints_;  // under mu_
+  // Requests ended whose session's state waits to be handed to SessionParking::Commit, by
+  // request id: filled by FinishLocked and emptied by EndRequest, both on the step thread only.
+  std::unordered_map<std::string, std::pair<std::string, SessionSnapshot>> commits_;
   PrefixCache cache_;            // under mu_
   uint64_t prefix_hits_ = 0, prefix_misses_ = 0, prefix_hit_tokens_ = 0;
 
@@ -637,13 +708,24 @@ absl::StatusOr<std::string> EngineImpl::Submit(GenerateInput in, std::shared_ptr
     RETAIN_ASSIGN_OR_RETURN(s, NewSessionLocked(true));
     RETAIN_RETURN_IF_ERROR(model_->InitState(pool_->slot(s->slot)));
   } else {
-    RETAIN_ASSIGN_OR_RETURN(s, ResidentLocked(in.session_id));
-    if (s->request != nullptr) return Busy(in.session_id);
-    if (in.prompt.empty() && !s->pending && s->last_logits.empty()) {
-      return absl::FailedPreconditionError(absl::StrCat(
+    RETAIN_RETURN_IF_ERROR(ClaimLocked(in.session_id));
+    absl::Status ready = absl::OkStatus();
+    absl::StatusOr<Session*> found = ResidentLocked(in.session_id);
+    if (!found.ok()) {
+      ready = found.status();
+    } else if ((*found)->request != nullptr) {
+      ready = Busy(in.session_id);
+    } else if (in.prompt.empty() && !(*found)->pending && (*found)->last_logits.empty()) {
+      ready = absl::FailedPreconditionError(absl::StrCat(
           "prompt is empty and session ", in.session_id,
           " has no pending token to continue from (it is new, or its last request ended on EOS or a stop token)"));
     }
+    if (!ready.ok()) {
+      if (parking_ != nullptr) parking_->Unclaim(in.session_id);
+      return ready;
+    }
+    s = *found;
+    r->claimed = parking_ != nullptr;
   }
   absl::Span<const TokenId> prompt(in.prompt);
   if (s->position == 0 && cache_.enabled()) prompt.remove_prefix(static_cast<size_t>(UsePrefixCacheLocked(r.get(), s, prompt)));
@@ -718,12 +800,15 @@ absl::StatusOr<std::string> EngineImpl::RewindSession(const std::string& id, int
   std::unique_ptr<Request> r = MakeRequest(in, std::move(sink));
   std::unique_lock<std::mutex> l(mu_);
   RETAIN_RETURN_IF_ERROR(AdmissibleLocked());
-  RETAIN_ASSIGN_OR_RETURN(Session * s, ResidentLocked(id));
-  if (s->request != nullptr) return Busy(id);
-  if (position < 0 || position > s->position)
-    return absl::InvalidArgumentError(absl::StrCat("position ", position, " is outside [0, ", s->position,
-                                                   "] (the session's current position)"));
-  RETAIN_ASSIGN_OR_RETURN(SessionHistory::Start start, s->history.StartFor(position));
+  RETAIN_RETURN_IF_ERROR(ClaimLocked(id));
+  absl::StatusOr<SessionHistory::Start> started = RewindStartLocked(id, position);
+  if (!started.ok()) {
+    if (parking_ != nullptr) parking_->Unclaim(id);
+    return started.status();
+  }
+  SessionHistory::Start start = *std::move(started);
+  Session* s = sessions_.at(id).get();
+  r->claimed = parking_ != nullptr;
   const std::vector<TokenId>& known = s->history.tokens();
   std::vector<TokenId> refeed(known.begin() + (start.position - s->history.base()),
                               known.begin() + (position - s->history.base()));
@@ -740,6 +825,15 @@ absl::StatusOr<std::string> EngineImpl::RewindSession(const std::string& id, int
   l.unlock();
   cv_.notify_all();
   return rid;
+}
+
+absl::StatusOr<SessionHistory::Start> EngineImpl::RewindStartLocked(const std::string& id, int64_t position) {
+  RETAIN_ASSIGN_OR_RETURN(Session * s, ResidentLocked(id));
+  if (s->request != nullptr) return Busy(id);
+  if (position < 0 || position > s->position)
+    return absl::InvalidArgumentError(absl::StrCat("position ", position, " is outside [0, ", s->position,
+                                                   "] (the session's current position)"));
+  return s->history.StartFor(position);
 }
 
 int64_t EngineImpl::NextCutLocked(const Request& r) const {
@@ -788,6 +882,13 @@ FinishedEvent EngineImpl::FinishLocked(Request* r, FinishReason reason, Clock::t
   }
   s->request = nullptr;
   if (!s->anonymous) CheckpointTurnLocked(s);
+  if (r->claimed) {
+    if (parking_->WritesThrough()) {
+      commits_[r->id] = {s->id, SnapshotOfLocked(*s)};
+    } else {
+      parking_->Unclaim(s->id);
+    }
+  }
   FinishedEvent e;
   e.request_id = r->id;
   e.reason = reason;
@@ -883,6 +984,17 @@ void EngineImpl::Deliver(Request* r, Outcome* o) {
   }
 }
 
+void EngineImpl::EndRequest(const std::string& request_id, std::function<void()> deliver) {
+  auto it = commits_.find(request_id);
+  if (it == commits_.end()) {
+    deliver();
+    return;
+  }
+  std::pair<std::string, SessionSnapshot> c = std::move(it->second);
+  commits_.erase(it);
+  parking_->Commit(c.first, std::move(c.second), true, std::move(deliver));
+}
+
 void EngineImpl::Loop() {
   std::vector<std::pair<std::shared_ptr<GenerateSink>, FinishedEvent>> finished;
   std::vector<std::pair<std::shared_ptr<GenerateSink>, StartedEvent>> started;
@@ -891,8 +1003,13 @@ void EngineImpl::Loop() {
   auto emit = [&] {
     for (auto& [sink, e] : started) sink->OnStarted(e);
     for (auto& [sink, e] : finished) {
-      if (observer_) observer_->OnRequestFinished(e);
-      sink->OnFinished(e);
+      // The observer by value: a tier that writes asynchronously may deliver after the engine is
+      // gone (the observer, the server's metrics, outlives it).
+      const std::string id = e.request_id;  // copied: the lambda below takes `e`
+      EndRequest(id, [observer = observer_, sink = sink, e = std::move(e)] {
+        if (observer) observer->OnRequestFinished(e);
+        sink->OnFinished(e);
+      });
     }
     started.clear();
     finished.clear();
@@ -1023,10 +1140,13 @@ void EngineImpl::Loop() {
       if (!status.ok() && !r->from_stored) {
         // Forward validates before touching any state: nothing was consumed.
         std::shared_ptr<GenerateSink> sink = r->sink;
+        const std::string rid = r->id;
         FinishLocked(r, FinishReason::kCancelled, done);
         requests_.erase(r->id);
         l.unlock();
-        sink->OnError(absl::InternalError(absl::StrCat("model step failed: ", status.message())));
+        EndRequest(rid, [sink, status] {
+          sink->OnError(absl::InternalError(absl::StrCat("model step failed: ", status.message())));
+        });
         l.lock();
         continue;
       }

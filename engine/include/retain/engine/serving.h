@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -189,6 +190,32 @@ class SessionParking {
   virtual std::vector<std::pair<std::string, Parked>> List() = 0;
   // Drops what is parked under `id` (a delete); no error when nothing is.
   virtual void Forget(const std::string& id) = 0;
+
+  // A tier shared by several replicas (Redis) also hears of every request on a named session,
+  // so that one replica at a time continues it and every replica sees its latest state. A
+  // private tier (host memory) keeps these defaults.
+  //
+  // Before a request (or a delete) runs on `id`: takes the session's lease. FailedPrecondition
+  // when another replica holds it, Unavailable when the shared tier cannot be asked and the
+  // session is not `held_here` (in this replica's pool or private tier). Each Claim that
+  // succeeds is matched by exactly one Commit(claimed = true) or Unclaim.
+  virtual absl::Status Claim(const std::string& /*id*/, bool /*held_here*/) { return absl::OkStatus(); }
+  virtual void Unclaim(const std::string& /*id*/) {}
+  // True when another replica has written a newer state of `id` than the one this replica
+  // holds: the engine then drops its own copy (and ForgetLocal) and restores the shared one.
+  virtual bool Stale(const std::string& /*id*/) { return false; }
+  virtual void ForgetLocal(const std::string& /*id*/) {}
+  // True when the engine must hand every named session's state at the end of each request (and
+  // after a create, fork or import) to Commit.
+  virtual bool WritesThrough() const { return false; }
+  // Writes the session's state to the shared tier, then (when `claimed`) releases the lease,
+  // then calls `then` (which may be empty) -- on a thread of the tier's, never the caller's, so
+  // the step thread does not wait for the store. An asynchronous tier calls `then` at once and
+  // writes afterwards. A write that fails is retried when the tier is reachable again.
+  virtual void Commit(const std::string& /*id*/, SessionSnapshot /*snapshot*/, bool /*claimed*/,
+                      std::function<void()> then) {
+    if (then) then();
+  }
 };
 
 // Metrics hooks, called on the step thread (OnEviction also on the caller's thread).
