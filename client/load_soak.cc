@@ -216,6 +216,7 @@ class Worker {
     if (o_.test_corrupt_history > 0 && corrupted_ < o_.test_corrupt_history) {
       s.history.CorruptLastKnown(c_.vocab_size);
       ++corrupted_;
+      c_.tally->histories_corrupted.fetch_add(1);
     }
     std::string why = VerifySession(c_, *stub_, s.id, s.history, o_.soak_continuation);
     c_.tally->sessions_verified.fetch_add(1);
@@ -397,6 +398,7 @@ int RunSoakLoad(const GlobalOptions& g, const LoadOptions& o, const LoadTarget& 
                         {"sessions_verified", run.sessions_verified.load()},
                         {"sessions_with_unread", run.sessions_with_unread.load()},
                         {"sessions_mismatched", run.sessions_mismatched.load()},
+                        {"histories_corrupted", run.histories_corrupted.load()},
                         {"server_finished", after.finished_by_reason},
                         {"rss_before_bytes", before.rss_bytes},
                         {"rss_after_bytes", after.rss_bytes},

@@ -63,6 +63,7 @@ struct SoakTally {
   // (the server may have refused them before the engine, or not).
   std::atomic<uint64_t> ended_length{0}, ended_short{0}, ended_unsure{0};
   std::atomic<uint64_t> sessions_verified{0}, sessions_mismatched{0}, sessions_with_unread{0};
+  std::atomic<uint64_t> histories_corrupted{0};  // --test-corrupt-history
 
   void End(const std::string& name);
   void Action(const std::string& name);
