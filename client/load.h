@@ -1,4 +1,5 @@
-// retain load: the load generator's two modes, sharing the options and the resolved target.
+// retain load: the load generator's three modes (streams, conversations, soak), sharing the
+// options and the resolved target.
 #pragma once
 
 #include <cstdint>
@@ -20,6 +21,8 @@ inline constexpr double kMaxLoadDurationSeconds = 3600;
 inline constexpr int kMaxLoadTurns = 1000;
 inline constexpr int kMaxLoadPromptTokens = 65536;
 inline constexpr int kMaxLoadChannels = 64;
+// load --soak: every check passed (0), or one failed (3); usage and RPC errors as elsewhere.
+inline constexpr int kExitSoakFailed = 3;
 
 struct LoadOptions {
   // Stream mode.
@@ -31,7 +34,16 @@ struct LoadOptions {
   int conversations = 0;
   int turns = 0;
   int turn_tokens = 0;
-  // Both.
+  // Soak mode (load_soak.cc): --streams workers for --duration, after --warmup.
+  bool soak = false;
+  int slow_readers = -1;          // workers that read slowly; -1 = streams / 50, at least 1
+  int soak_sessions = 3;          // sessions one worker holds at most
+  int soak_max_position = 1024;   // a session past this is verified and deleted
+  int soak_continuation = 16;     // greedy tokens compared against the replay
+  std::string metrics;            // HOST:PORT of the server's /metrics
+  int server_pid = 0;             // its VmRSS is checked when given
+  int test_corrupt_history = 0;   // test hook: corrupt this many histories per worker before verifying
+  // All modes.
   int max_tokens = 0;
   std::string model;
   uint64_t seed = 0;
@@ -65,5 +77,6 @@ class ErrorTally {
 
 int RunStreamLoad(const GlobalOptions& g, const LoadOptions& o, const LoadTarget& t);        // load_stream.cc
 int RunConversationLoad(const GlobalOptions& g, const LoadOptions& o, const LoadTarget& t);  // load_conversation.cc
+int RunSoakLoad(const GlobalOptions& g, const LoadOptions& o, const LoadTarget& t);          // load_soak.cc
 
 }  // namespace retain::client
