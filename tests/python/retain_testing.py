@@ -144,3 +144,14 @@ def wait_until(predicate, timeout=10.0, interval=0.02):
             return True
         time.sleep(interval)
     return predicate()
+
+
+def greedy(tokens=(), max_tokens=16, session=""):
+    """A greedy GenerateRequest that ignores EOS, so its length is known (exact-replay tests)."""
+    from retain.v1 import retain_pb2 as pb  # the generated stubs, on PYTHONPATH under ctest
+    req = pb.GenerateRequest(session_id=session)
+    req.prompt_tokens.extend(tokens)
+    req.sampling.temperature = 0.0
+    req.stopping.max_tokens = max_tokens
+    req.stopping.ignore_eos = True
+    return req

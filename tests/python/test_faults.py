@@ -30,13 +30,7 @@ KJV = os.path.join(rt.env_path("RETAIN_SOURCE_DIR"), "models", "rwkv7-kjv-byte")
 STATE_BYTES = 104448  # the KJV model's session state (retain-server's start-up line says so)
 
 
-def greedy(tokens=(), max_tokens=16, session=""):
-    req = pb.GenerateRequest(session_id=session)
-    req.prompt_tokens.extend(tokens)
-    req.sampling.temperature = 0.0
-    req.stopping.max_tokens = max_tokens
-    req.stopping.ignore_eos = True
-    return req
+greedy = rt.greedy
 
 
 class Stream(threading.Thread):

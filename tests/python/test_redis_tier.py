@@ -90,12 +90,7 @@ class Redis:
 
 
 def greedy(session, tokens=(), max_tokens=12):
-    req = pb.GenerateRequest(session_id=session)
-    req.prompt_tokens.extend(tokens)
-    req.sampling.temperature = 0.0
-    req.stopping.max_tokens = max_tokens
-    req.stopping.ignore_eos = True
-    return req
+    return rt.greedy(tokens, max_tokens, session)
 
 
 def run(stub, req):
