@@ -9,11 +9,12 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "bench/cli.h"
 #include "server/host_state_tier.h"
 #include "server/redis_tier.h"
+#include "server/tier_flags.h"
 
 namespace {
 
@@ -38,7 +39,7 @@ double Pct(std::vector<double> v, double p) {
   return v[std::min(v.size() - 1, size_t(p * (v.size() - 1) + 0.5))];
 }
 
-Timing Measure(retain::engine::SessionParking& parking, const retain::engine::SessionSnapshot& snap, int iterations,
+absl::StatusOr<Timing> Measure(retain::engine::SessionParking& parking, const retain::engine::SessionSnapshot& snap, int iterations,
                bool commit) {
   Timing t;
   for (int i = 0; i < iterations; ++i) {
@@ -49,17 +50,15 @@ Timing Measure(retain::engine::SessionParking& parking, const retain::engine::Se
       parking.Commit(id, snap, false, [&] { done.set_value(); });
       done.get_future().wait();
     } else {
-      if (!parking.Park(id, snap, absl::Now(), absl::Now()).ok()) std::abort();
+      if (absl::Status st = parking.Park(id, snap, absl::Now(), absl::Now()); !st.ok()) return st;
     }
     absl::Time t1 = absl::Now();
     absl::Time created;
     std::string tier;
     auto back = parking.Unpark(id, &created, &tier);
     absl::Time t2 = absl::Now();
-    if (!back.ok() || back->state != snap.state) {
-      std::fprintf(stderr, "restore failed: %s\n", back.ok() ? "bytes differ" : std::string(back.status().message()).c_str());
-      std::exit(1);
-    }
+    if (!back.ok()) return back.status();
+    if (back->state != snap.state) return absl::InternalError(absl::StrCat("restored bytes differ (", tier, " tier)"));
     parking.Forget(id);
     t.spill.push_back(Ms(t1 - t0));
     t.restore.push_back(Ms(t2 - t1));
@@ -67,30 +66,37 @@ Timing Measure(retain::engine::SessionParking& parking, const retain::engine::Se
   return t;
 }
 
-}  // namespace
+constexpr char kUsage[] =
+    "usage: retain-tiers-bench [--redis HOST:PORT] [--iterations 20]\n"
+    "Spill and restore latency of one RWKV-7 state (0.1b and 1.5b shapes) to the host and Redis tiers.\n";
 
-int main(int argc, char** argv) {
+struct Options {
   std::string redis = "127.0.0.1:6379";
   int iterations = 20;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string flag = argv[i];
-    if (flag == "--redis") redis = argv[i + 1];
-    else if (flag == "--iterations" && absl::SimpleAtoi(argv[i + 1], &iterations) && iterations > 0) {}
-    else {
-      std::fprintf(stderr, "usage: retain-tiers-bench [--redis HOST:PORT] [--iterations N]\n");
-      return 2;
-    }
-  }
-  retain::server::RedisTierConfig rc;
-  rc.host = redis.substr(0, redis.rfind(':'));
-  rc.port = std::stoi(redis.substr(redis.rfind(':') + 1));
-  rc.replica = "bench";
-  rc.timeout = absl::Seconds(5);
-  retain::server::RedisTier tier(rc);
-  if (!tier.up()) {
-    std::fprintf(stderr, "redis at %s does not answer\n", redis.c_str());
-    return 1;
-  }
+  bool help = false;
+};
+
+absl::StatusOr<Options> Parse(int argc, char** argv) {
+  Options o;
+  absl::Status st = retain::bench::ParseFlags(
+      argc, argv,
+      {.strings = {{"--redis", &o.redis}}, .ints = {{"--iterations", {&o.iterations, 1, 100000}}}, .doubles = {},
+       .switches = {}},
+      &o.help);
+  if (!st.ok()) return st;
+  return o;
+}
+
+absl::Status Run(const Options& o) {
+  // The address as retain-server reads --redis.
+  retain::server::RawTierFlags raw;
+  raw.redis = o.redis;
+  raw.replica_id = "bench";
+  raw.redis_timeout_ms = 5000;
+  retain::server::TierConfig config;
+  if (absl::Status st = retain::server::BuildTierConfig(raw, &config); !st.ok()) return st;
+  retain::server::RedisTier tier(config.redis);
+  if (!tier.up()) return absl::UnavailableError(absl::StrCat("redis at ", o.redis, " does not answer"));
   std::printf("| state | bytes | tier | spill p50 ms | spill p90 ms | restore p50 ms | restore p90 ms | spill MB/s |\n");
   std::printf("|---|---|---|---|---|---|---|---|\n");
   std::mt19937 rng(1);
@@ -107,14 +113,19 @@ int main(int argc, char** argv) {
     retain::server::HostStateTier host(size_t{1} << 30);
     retain::server::ModelParking host_parking(&host, model);
     retain::server::RedisParking redis_parking(&tier, nullptr, model, "bench");
-    const std::pair<const char*, Timing> rows[] = {
-        {"host", Measure(host_parking, snap, iterations, false)},
-        {"redis (write-through)", Measure(redis_parking, snap, iterations, true)},
-    };
-    for (const auto& [name, t] : rows)
+    const std::pair<const char*, retain::engine::SessionParking*> tiers[] = {
+        {"host", &host_parking}, {"redis (write-through)", &redis_parking}};
+    for (const auto& [name, parking] : tiers) {
+      absl::StatusOr<Timing> t = Measure(*parking, snap, o.iterations, parking == &redis_parking);
+      if (!t.ok()) return t.status();
       std::printf("| %s | %llu | %s | %.2f | %.2f | %.2f | %.2f | %.0f |\n", shape.name,
-                  static_cast<unsigned long long>(bytes), name, Pct(t.spill, 0.5), Pct(t.spill, 0.9),
-                  Pct(t.restore, 0.5), Pct(t.restore, 0.9), bytes / 1e6 / (Pct(t.spill, 0.5) / 1e3));
+                  static_cast<unsigned long long>(bytes), name, Pct(t->spill, 0.5), Pct(t->spill, 0.9),
+                  Pct(t->restore, 0.5), Pct(t->restore, 0.9), bytes / 1e6 / (Pct(t->spill, 0.5) / 1e3));
+    }
   }
-  return 0;
+  return absl::OkStatus();
 }
+
+}  // namespace
+
+int main(int argc, char** argv) { return retain::bench::ToolMain("retain-tiers-bench", kUsage, Parse(argc, argv), Run); }

@@ -27,6 +27,14 @@ int64_t Int(const RedisReply& r) {
 // HMGET's replies for kMetaFields, in that order.
 const std::vector<std::string> kMetaFields = {"fp", "model", "owner", "position", "gen", "created", "last_used"};
 
+// HMGET of a session's metadata, and of its record after it when `with_state`.
+std::vector<std::string> MetaQuery(const std::string& key, bool with_state) {
+  std::vector<std::string> argv = {"HMGET", key};
+  argv.insert(argv.end(), kMetaFields.begin(), kMetaFields.end());
+  if (with_state) argv.push_back("state");
+  return argv;
+}
+
 RedisTier::Meta ParseMeta(const std::vector<RedisReply>& f) {
   RedisTier::Meta m;
   uint64_t fp = 0;
@@ -67,14 +75,23 @@ void RedisTier::MarkDown(const absl::Status& why) {
   if (!up_.exchange(false)) return;
   LogLine(absl::StrCat("redis tier at ", address(), " is down: ", why.message(),
                        "; serving the sessions this replica holds, retrying"));
+  TellHealth(false);
+  std::lock_guard<std::mutex> l(monitor_mu_);
+  monitor_cv_.notify_all();
+}
+
+void RedisTier::TellHealth(bool up) {
   std::function<void(bool)> health;
   {
     std::lock_guard<std::mutex> l(mu_);
     health = health_;
   }
-  if (health) health(false);
-  std::lock_guard<std::mutex> l(monitor_mu_);
-  monitor_cv_.notify_all();
+  if (health) health(up);
+}
+
+bool RedisTier::NeedsWrite(const std::string& id) const {
+  std::lock_guard<std::mutex> l(mu_);
+  return dirty_.count(id) > 0 || held_.count(id) == 0;
 }
 
 absl::StatusOr<RedisReply> RedisTier::Run(const std::vector<std::string>& argv) {
@@ -91,19 +108,14 @@ absl::StatusOr<std::vector<RedisReply>> RedisTier::Pipeline(const std::vector<st
 }
 
 absl::StatusOr<std::optional<RedisTier::Meta>> RedisTier::ReadMeta(const std::string& id) {
-  std::vector<std::string> argv = {"HMGET", SessionKey(id)};
-  argv.insert(argv.end(), kMetaFields.begin(), kMetaFields.end());
-  absl::StatusOr<RedisReply> r = Run(argv);
+  absl::StatusOr<RedisReply> r = Run(MetaQuery(SessionKey(id), false));
   if (!r.ok()) return r.status();
   if (r->elements.size() != kMetaFields.size() || r->elements[0].nil()) return std::nullopt;
   return ParseMeta(r->elements);
 }
 
 absl::StatusOr<std::optional<std::pair<RedisTier::Meta, std::string>>> RedisTier::Read(const std::string& id) {
-  std::vector<std::string> argv = {"HMGET", SessionKey(id)};
-  argv.insert(argv.end(), kMetaFields.begin(), kMetaFields.end());
-  argv.push_back("state");
-  absl::StatusOr<RedisReply> r = Run(argv);
+  absl::StatusOr<RedisReply> r = Run(MetaQuery(SessionKey(id), true));
   if (!r.ok()) return r.status();
   if (r->elements.size() != kMetaFields.size() + 1 || r->elements[0].nil()) return std::nullopt;
   return std::make_pair(ParseMeta(r->elements), std::move(r->elements.back().str));
@@ -319,12 +331,7 @@ void RedisTier::MonitorLoop() {
       if (!client_.Run({"PING"}).ok()) continue;
       up_ = true;
       LogLine(absl::StrCat("redis tier at ", address(), " is reachable again"));
-      std::function<void(bool)> health;
-      {
-        std::lock_guard<std::mutex> l(mu_);
-        health = health_;
-      }
-      if (health) health(true);
+      TellHealth(true);
       FlushDirty();
       continue;
     }
@@ -376,8 +383,9 @@ TierStats RedisTier::Stats() const {
 absl::Status RedisParking::Park(const std::string& id, const engine::SessionSnapshot& snapshot, absl::Time created,
                                 absl::Time last_used) {
   if (host_ != nullptr && host_->Park(id, snapshot, created, last_used).ok()) return absl::OkStatus();
-  // Redis has every idle session's latest state already unless its write failed; then this is the
-  // last chance to keep it.
+  // Redis has every idle session's latest state already (written through), unless its write
+  // failed: only then is this the last chance to keep it.
+  if (!tier_->NeedsWrite(id)) return absl::OkStatus();
   tier_->Commit(RedisTier::Write{id, model_.fingerprint, name_, snapshot.position,
                                  [m = model_, snapshot] { return EncodeSessionSnapshot(m, snapshot); }, false, nullptr});
   return absl::OkStatus();

@@ -89,6 +89,8 @@ class RedisTier {
   void ClearExporters();  // before the engines they call go
 
   void SetOwner(const std::string& id, const std::string& tenant);
+  // True unless Redis holds (or a queued write will bring it) the state this replica holds.
+  bool NeedsWrite(const std::string& id) const;
 
   bool up() const { return up_.load(); }
   void SetHealthListener(std::function<void(bool up)> listener);
@@ -102,6 +104,7 @@ class RedisTier {
   absl::StatusOr<RedisReply> Run(const std::vector<std::string>& argv);
   absl::StatusOr<std::vector<RedisReply>> Pipeline(const std::vector<std::vector<std::string>>& commands);
   void MarkDown(const absl::Status& why);
+  void TellHealth(bool up);
   absl::Status WriteRecord(const std::string& id, uint64_t fingerprint, const std::string& model, int64_t position,
                            const std::string& record);
   void WriterLoop(int shard);

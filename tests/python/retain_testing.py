@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import socket
 import struct
 import subprocess
 import threading
@@ -135,6 +136,13 @@ def conformance_kit(name):
         if os.path.isfile(os.path.join(c, "case.json")):
             return os.path.abspath(c)
     return None
+
+
+def free_port():
+    """A TCP port free on 127.0.0.1 now (for a child process that cannot be told port 0)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def wait_until(predicate, timeout=10.0, interval=0.02):

@@ -20,7 +20,6 @@ import math
 import os
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -30,6 +29,8 @@ import urllib.parse
 import urllib.request
 
 import yaml
+
+import retain_testing as rt
 
 SOURCE = os.environ.get("RETAIN_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
 PROMETHEUS_DIR = os.path.join(SOURCE, "deploy", "prometheus")
@@ -156,12 +157,6 @@ class DashboardFiles(unittest.TestCase):
         self.assertEqual((d["type"], d["access"]), ("prometheus", "proxy"))
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Prometheus:
     """Debian's prometheus on 127.0.0.1 with a temporary storage folder."""
 
@@ -171,7 +166,7 @@ class Prometheus:
             raise RuntimeError("prometheus not found; deploy/install-deps.sh installs it")
         self.log_path = os.path.join(workdir, "prometheus.log")
         for attempt in range(3):  # the free port may be taken again before prometheus binds it
-            self.port = free_port()
+            self.port = rt.free_port()
             self.log = open(self.log_path, "w")
             self.proc = subprocess.Popen(
                 [binary, f"--config.file={config_path}", f"--storage.tsdb.path={workdir}/data",

@@ -29,18 +29,12 @@ STATE_BYTES = 104448  # the KJV model's session state
 PREFIX = list(b"In the beginning God created")
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Redis:
     """A redis-server child on 127.0.0.1 (no persistence), and a minimal RESP client for the test's
     own reads and writes (redis-cli cannot send binary field values)."""
 
     def __init__(self, port=None):
-        self.port = port or free_port()
+        self.port = port or rt.free_port()
         self.dir = tempfile.mkdtemp(prefix="retain-redis-")
         self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                                       "--appendonly", "no", "--dir", self.dir],
