@@ -28,6 +28,10 @@ RedisReply Copy(const redisReply* r) {
       out.type = RedisReply::Type::kArray;
       for (size_t i = 0; i < r->elements; ++i) out.elements.push_back(Copy(r->element[i]));
       break;
+    case REDIS_REPLY_ERROR:
+      out.type = RedisReply::Type::kError;
+      out.str.assign(r->str, r->len);
+      break;
     default:
       break;
   }
@@ -47,8 +51,8 @@ void Append(redisContext* c, const std::vector<std::string>& argv) {
 
 }  // namespace
 
-RedisClient::RedisClient(std::string host, int port, absl::Duration timeout, int max_connections)
-    : host_(std::move(host)), port_(port), timeout_(timeout), max_connections_(max_connections) {}
+RedisClient::RedisClient(RedisAddress at, absl::Duration timeout, int max_connections, RedisAuth auth)
+    : at_(std::move(at)), timeout_(timeout), max_connections_(max_connections), auth_(std::move(auth)) {}
 
 RedisClient::~RedisClient() {
   for (redisContext* c : idle_) redisFree(c);
@@ -68,17 +72,43 @@ absl::StatusOr<redisContext*> RedisClient::Acquire() {
     }
     ++open_;
   }
-  redisContext* c = redisConnectWithTimeout(host_.c_str(), port_, absl::ToTimeval(timeout_));
-  if (c == nullptr || c->err != 0) {
-    std::string why = c != nullptr ? c->errstr : "out of memory";
-    if (c != nullptr) redisFree(c);
+  absl::StatusOr<redisContext*> c = Connect();
+  if (!c.ok()) {
     std::lock_guard<std::mutex> l(mu_);
     --open_;
     freed_.notify_one();
+  }
+  return c;
+}
+
+absl::StatusOr<redisContext*> RedisClient::Connect() {
+  redisContext* c = redisConnectWithTimeout(at_.host.c_str(), at_.port, absl::ToTimeval(timeout_));
+  if (c == nullptr || c->err != 0) {
+    std::string why = c != nullptr ? c->errstr : "out of memory";
+    if (c != nullptr) redisFree(c);
     return absl::UnavailableError(absl::StrCat("cannot connect to redis at ", address(), ": ", why));
   }
   redisSetTimeout(c, absl::ToTimeval(timeout_));
-  return c;
+  if (auth_.password.empty()) return c;
+  std::vector<std::string> argv = {"AUTH"};
+  if (!auth_.user.empty()) argv.push_back(auth_.user);
+  argv.push_back(auth_.password);
+  Append(c, argv);
+  void* raw = nullptr;
+  std::string why;
+  if (redisGetReply(c, &raw) != REDIS_OK || raw == nullptr) {
+    why = c->errstr[0] != '\0' ? c->errstr : "no reply";
+  } else {
+    auto* reply = static_cast<redisReply*>(raw);
+    if (reply->type == REDIS_REPLY_ERROR) why = std::string(reply->str, reply->len);
+    freeReplyObject(reply);
+  }
+  if (why.empty()) return c;
+  redisFree(c);
+  // A refused AUTH is reported as Unavailable too: the tier cannot be used until it is fixed,
+  // and the message says which (the password itself is never logged).
+  return absl::UnavailableError(absl::StrCat("redis at ", address(), " refused AUTH", auth_.user.empty() ? "" : " for user ",
+                                             auth_.user, ": ", why));
 }
 
 void RedisClient::Return(redisContext* c, bool healthy) {
@@ -92,18 +122,11 @@ void RedisClient::Return(redisContext* c, bool healthy) {
   --open_;
 }
 
-absl::StatusOr<RedisReply> RedisClient::Run(const std::vector<std::string>& argv) {
-  absl::StatusOr<std::vector<RedisReply>> r = Pipeline({argv});
-  if (!r.ok()) return r.status();
-  return std::move((*r)[0]);
-}
-
-absl::StatusOr<std::vector<RedisReply>> RedisClient::Pipeline(const std::vector<std::vector<std::string>>& commands) {
+absl::StatusOr<std::vector<RedisReply>> RedisClient::Exchange(const std::vector<std::vector<std::string>>& commands) {
   absl::StatusOr<redisContext*> c = Acquire();
   if (!c.ok()) return c.status();
   for (const auto& argv : commands) Append(*c, argv);
   std::vector<RedisReply> out;
-  absl::Status error = absl::OkStatus();
   for (size_t i = 0; i < commands.size(); ++i) {
     void* raw = nullptr;
     if (redisGetReply(*c, &raw) != REDIS_OK || raw == nullptr) {
@@ -112,14 +135,10 @@ absl::StatusOr<std::vector<RedisReply>> RedisClient::Pipeline(const std::vector<
       return absl::UnavailableError(absl::StrCat("redis at ", address(), ": ", why));
     }
     auto* reply = static_cast<redisReply*>(raw);
-    if (reply->type == REDIS_REPLY_ERROR && error.ok())
-      error = absl::InternalError(absl::StrCat("redis at ", address(), " answered ", commands[i][0], ": ",
-                                               std::string(reply->str, reply->len)));
     out.push_back(Copy(reply));
     freeReplyObject(reply);
   }
   Return(*c, true);
-  if (!error.ok()) return error;
   return out;
 }
 

@@ -3,6 +3,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "server/log.h"
+#include "server/redis_client.h"
+#include "server/redis_cluster.h"
+#include "server/redis_sentinel.h"
 
 namespace retain::server {
 namespace {
@@ -50,8 +53,21 @@ RedisTier::Meta ParseMeta(const std::vector<RedisReply>& f) {
 
 }  // namespace
 
+std::unique_ptr<RedisEndpoint> MakeRedisEndpoint(const RedisTierConfig& c, int max_connections) {
+  switch (c.mode) {
+    case RedisTierConfig::Mode::kCluster:
+      return std::make_unique<RedisClusterClient>(c.addresses, c.timeout, max_connections, c.auth);
+    case RedisTierConfig::Mode::kSentinel:
+      return std::make_unique<RedisSentinelClient>(
+          RedisSentinelConfig{c.addresses, c.sentinel_master, c.auth, c.sentinel_auth}, c.timeout, max_connections);
+    case RedisTierConfig::Mode::kSingle:
+      break;
+  }
+  return std::make_unique<RedisClient>(c.addresses.at(0), c.timeout, max_connections, c.auth);
+}
+
 RedisTier::RedisTier(RedisTierConfig config)
-    : config_(std::move(config)), client_(config_.host, config_.port, config_.timeout, 16) {
+    : config_(std::move(config)), endpoint_(MakeRedisEndpoint(config_, 16)) {
   for (int i = 0; i < kWriters; ++i) threads_.emplace_back([this, i] { WriterLoop(i); });
   threads_.emplace_back([this] { MonitorLoop(); });
   // Up until a command says otherwise; the monitor's first ping tells at once.
@@ -102,7 +118,7 @@ absl::StatusOr<RedisReply> RedisTier::Run(const std::vector<std::string>& argv) 
 
 absl::StatusOr<std::vector<RedisReply>> RedisTier::Pipeline(const std::vector<std::vector<std::string>>& commands) {
   if (!up_) return absl::UnavailableError(absl::StrCat("the redis tier at ", address(), " is unreachable"));
-  absl::StatusOr<std::vector<RedisReply>> r = client_.Pipeline(commands);
+  absl::StatusOr<std::vector<RedisReply>> r = endpoint_->Pipeline(commands);
   if (!r.ok() && r.status().code() == absl::StatusCode::kUnavailable) MarkDown(r.status());
   return r;
 }
@@ -240,11 +256,11 @@ absl::Status RedisTier::WriteRecord(const std::string& id, uint64_t fingerprint,
 }
 
 void RedisTier::Commit(Write w) {
+  ++pending_;  // before the end goes out: a client that then reads pending_writes == 0 may rely on it
   if (config_.async && w.then) {
     w.then();
     w.then = nullptr;
   }
-  ++pending_;
   Shard& s = shards_[std::hash<std::string>()(w.id) % kWriters];
   std::lock_guard<std::mutex> l(s.mu);
   s.queue.push_back(std::move(w));
@@ -328,7 +344,7 @@ void RedisTier::MonitorLoop() {
     }
     if (stop_) return;
     if (!up_) {
-      if (!client_.Run({"PING"}).ok()) continue;
+      if (!endpoint_->Ping().ok()) continue;
       up_ = true;
       LogLine(absl::StrCat("redis tier at ", address(), " is reachable again"));
       TellHealth(true);

@@ -1,4 +1,4 @@
-// The Redis tier (--redis HOST:PORT): session states shared by every replica configured with the
+// The Redis tier (--redis HOST:PORT, or --redis-cluster / --redis-sentinel): session states shared by every replica configured with the
 // same Redis, so a session survives the loss of its replica and any replica can continue it.
 //
 // Layout. Session `id` is one Redis hash, retain:session:<id>, holding the export-format record
@@ -38,13 +38,15 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "retain/engine/serving.h"
-#include "server/redis_client.h"
+#include "server/redis_endpoint.h"
 #include "server/session_snapshot.h"
 #include "server/tier_flags.h"
 #include "server/tier_stats.h"
 
 namespace retain::server {
 
+// The one Redis, the Sentinels' master or the Cluster that `config` names (redis_endpoint.h).
+std::unique_ptr<RedisEndpoint> MakeRedisEndpoint(const RedisTierConfig& config, int max_connections);
 
 class RedisTier {
  public:
@@ -97,7 +99,7 @@ class RedisTier {
   void CountRestore(bool refused);
   void CountMiss();
   TierStats Stats() const;
-  std::string address() const { return client_.address(); }
+  std::string address() const { return endpoint_->address(); }
   bool async() const { return config_.async; }
 
  private:
@@ -112,7 +114,7 @@ class RedisTier {
   void FlushDirty();
 
   const RedisTierConfig config_;
-  RedisClient client_;
+  std::unique_ptr<RedisEndpoint> endpoint_;
   std::atomic<bool> up_{true};
   std::atomic<bool> stop_{false};
 

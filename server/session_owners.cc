@@ -24,14 +24,23 @@ absl::StatusOr<std::pair<ServedModel*, engine::SessionInfo>> SessionOwners::Find
       owned = g->second == caller.tenant;
     }
   }
-  if (!owned) owned = AdoptShared(caller, id);
+  if (!owned) {
+    // Redis unreachable: the session may well exist there, so this is no NOT_FOUND (a client
+    // told NOT_FOUND would start over).
+    absl::StatusOr<bool> adopted = AdoptShared(caller, id);
+    if (!adopted.ok()) return adopted.status();
+    owned = *adopted;
+  }
   if (!owned) return ModelRegistry::UnknownSession(id, field);
   return registry_->FindSession(id, field);
 }
 
-bool SessionOwners::AdoptShared(const Caller& caller, const std::string& id) const {
+absl::StatusOr<bool> SessionOwners::AdoptShared(const Caller& caller, const std::string& id) const {
   if (shared_ == nullptr) return false;
   auto meta = shared_->ReadMeta(id);
+  if (!meta.ok() && meta.status().code() == absl::StatusCode::kUnavailable)
+    return absl::UnavailableError(absl::StrCat("session ", id, " is not on this replica and the redis tier at ",
+                                               shared_->address(), " is unreachable; retry"));
   if (!meta.ok() || !meta->has_value() || (*meta)->owner != caller.tenant) return false;
   auto model = registry_->FindByFingerprint((*meta)->fingerprint);
   if (!model.ok()) return false;

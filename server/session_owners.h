@@ -66,7 +66,8 @@ class SessionOwners {
   // state bytes. With add_mu_ held.
   std::pair<int64_t, int64_t> Prune(const std::string& tenant);
   void ForgetLocked(const std::string& id);  // with mu_ held
-  bool AdoptShared(const Caller& caller, const std::string& id) const;
+  // Unavailable when the shared tier cannot be asked.
+  absl::StatusOr<bool> AdoptShared(const Caller& caller, const std::string& id) const;
 
   static constexpr size_t kGoneMemory = 65536;  // as many as the engine remembers evicted ids
 

@@ -5,9 +5,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "server/redis_endpoint.h"
 
 namespace CLI {
 class App;
@@ -16,8 +18,12 @@ class App;
 namespace retain::server {
 
 struct RedisTierConfig {
-  std::string host;
-  int port = 6379;
+  enum class Mode { kSingle, kCluster, kSentinel };
+  Mode mode = Mode::kSingle;             // --redis, --redis-cluster or --redis-sentinel
+  std::vector<RedisAddress> addresses;   // the one Redis, the cluster's seed nodes, or the Sentinels
+  std::string sentinel_master;           // --redis-sentinel-master
+  RedisAuth auth;                        // --redis-user, --redis-password-file
+  RedisAuth sentinel_auth;               // --redis-sentinel-password-file
   bool async = false;                                   // --redis-async
   absl::Duration lease = absl::Seconds(30);             // --redis-lease-ms
   absl::Duration ttl = absl::ZeroDuration();            // --redis-ttl-seconds; 0 = records never expire
@@ -36,6 +42,8 @@ struct TierConfig {
 struct RawTierFlags {
   std::string host_state_budget = "0";
   std::string redis;  // HOST:PORT
+  std::string redis_cluster, redis_sentinel;  // HOST:PORT,...
+  std::string redis_sentinel_master, redis_user, redis_password_file, redis_sentinel_password_file;
   bool redis_async = false;
   int64_t redis_lease_ms = 30000;
   int64_t redis_ttl_seconds = 0;

@@ -33,29 +33,46 @@ class Redis:
     """A redis-server child on 127.0.0.1 (no persistence), and a minimal RESP client for the test's
     own reads and writes (redis-cli cannot send binary field values)."""
 
-    def __init__(self, port=None):
+    def __init__(self, port=None, extra=(), password=None, sentinel_conf=None):
         self.port = port or rt.free_port()
+        self.password = password
         self.dir = tempfile.mkdtemp(prefix="retain-redis-")
-        self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                      "--appendonly", "no", "--dir", self.dir],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        rt.wait_until(self._answers, timeout=20)
+        argv = ["redis-server"]
+        if sentinel_conf is not None:  # a Sentinel: its config file must be writable (it rewrites it)
+            conf = os.path.join(self.dir, "sentinel.conf")
+            with open(conf, "w") as f:
+                f.write(sentinel_conf)
+            argv += [conf, "--sentinel"]
+        argv += ["--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir]
+        if sentinel_conf is None:
+            argv += ["--save", "", "--appendonly", "no"]
+        if password:
+            argv += ["--requirepass", password]
+        self.proc = subprocess.Popen(argv + list(extra), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if not rt.wait_until(self._answers, timeout=20):
+            raise RuntimeError(f"redis-server {argv + list(extra)} did not answer PING")
 
     def _answers(self):
         try:
             return self.command("PING") == "PONG"
-        except OSError:
+        except (OSError, RuntimeError):
             return False
 
     def command(self, *args):
-        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
-            out = b"*%d\r\n" % len(args)
-            for a in args:
-                a = a if isinstance(a, bytes) else str(a).encode()
-                out += b"$%d\r\n%s\r\n" % (len(a), a)
-            s.sendall(out)
-            f = s.makefile("rb")
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s, s.makefile("rb") as f:
+            if self.password:
+                s.sendall(self._encode(("AUTH", self.password)))
+                self._read(f)
+            s.sendall(self._encode(args))
             return self._read(f)
+
+    @staticmethod
+    def _encode(args):
+        out = b"*%d\r\n" % len(args)
+        for a in args:
+            a = a if isinstance(a, bytes) else str(a).encode()
+            out += b"$%d\r\n%s\r\n" % (len(a), a)
+        return out
 
     def _read(self, f):
         line = f.readline().rstrip(b"\r\n")
