@@ -16,7 +16,7 @@ packages=(
   # retain-server checks its TLS files and hashes bearer tokens with OpenSSL (libcrypto).
   libssl-dev
   # The Redis state tier (--redis) speaks to Redis through hiredis; its tests run a real redis-server.
-  libhiredis-dev redis-server
+  libhiredis-dev redis-server redis-tools  # redis-tools: redis-cli, which builds the test cluster
   python3 python3-grpcio python3-protobuf curl
   # client/python installs with pip into a venv (tests/python/test_python_client.py); the TLS
   # tests make their certificates with openssl; client/node runs on node.
