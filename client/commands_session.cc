@@ -58,6 +58,7 @@ nlohmann::json SessionJson(const v1::Session& s) {
           {"created_unix_seconds", s.created_unix_seconds()},
           {"last_used_unix_seconds", s.last_used_unix_seconds()},
           {"busy", s.busy()},
+          {"tier", s.tier()},
           {"checkpoint_positions", std::vector<int64_t>(s.checkpoint_positions().begin(), s.checkpoint_positions().end())},
           {"history_start", s.history_start()}};
 }
@@ -97,10 +98,10 @@ int Get(const GlobalOptions& g, const SessionOptions& o) {
     std::printf("%s\n", SessionJson(s).dump().c_str());
     return kExitOk;
   }
-  std::printf("id: %s\nmodel: %s\nposition: %lld\nstate_bytes: %lld\ncreated: %s\nlast_used: %s\nbusy: %s\n",
+  std::printf("id: %s\nmodel: %s\nposition: %lld\nstate_bytes: %lld\ncreated: %s\nlast_used: %s\nbusy: %s\ntier: %s\n",
               s.id().c_str(), s.model().c_str(), static_cast<long long>(s.position()),
               static_cast<long long>(s.state_bytes()), Iso(s.created_unix_seconds()).c_str(),
-              Iso(s.last_used_unix_seconds()).c_str(), s.busy() ? "true" : "false");
+              Iso(s.last_used_unix_seconds()).c_str(), s.busy() ? "true" : "false", s.tier().c_str());
   std::printf("history_start: %lld\ncheckpoints:", static_cast<long long>(s.history_start()));
   for (int64_t p : s.checkpoint_positions()) std::printf(" %lld", static_cast<long long>(p));
   std::printf("\n");
@@ -119,11 +120,12 @@ int List(const GlobalOptions& g, const SessionOptions& o) {
     std::printf("%s\n", all.dump().c_str());
     return kExitOk;
   }
-  std::printf("%-36s %-20s %10s %12s %-5s %s\n", "ID", "MODEL", "POSITION", "STATE_BYTES", "BUSY", "LAST_USED");
+  std::printf("%-36s %-20s %10s %12s %-5s %-6s %s\n", "ID", "MODEL", "POSITION", "STATE_BYTES", "BUSY", "TIER",
+              "LAST_USED");
   for (const auto& s : resp.sessions())
-    std::printf("%-36s %-20s %10lld %12lld %-5s %s\n", s.id().c_str(), s.model().c_str(),
+    std::printf("%-36s %-20s %10lld %12lld %-5s %-6s %s\n", s.id().c_str(), s.model().c_str(),
                 static_cast<long long>(s.position()), static_cast<long long>(s.state_bytes()),
-                s.busy() ? "yes" : "no", Iso(s.last_used_unix_seconds()).c_str());
+                s.busy() ? "yes" : "no", s.tier().c_str(), Iso(s.last_used_unix_seconds()).c_str());
   return kExitOk;
 }
 

@@ -166,6 +166,7 @@ class RedisTierTest(unittest.TestCase):
         a.proc.wait()
         info = sb.GetSession(pb.GetSessionRequest(session_id=sid), timeout=TIMEOUT)
         self.assertEqual(info.position, len(PREFIX) + len(first))
+        self.assertEqual(info.tier, "redis")  # b has not restored it yet
         second = run(sb, greedy(sid, list(b" and")))
         self.assertEqual([first, second], self.reference([[], list(b" and")]))
 
