@@ -2,7 +2,6 @@
 #include "retain/engine/tokenizer.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
@@ -21,6 +20,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/testing/paths.h"
+#include "tests/testing/random_utf8.h"
 
 namespace retain::engine {
 namespace {
@@ -80,26 +80,7 @@ std::string RandomBytes(std::mt19937& rng, size_t max_len) {
   return s;
 }
 
-void AppendCodePoint(uint32_t cp, std::string* out) {
-  static constexpr unsigned kLead[] = {0, 0, 0xC0, 0xE0, 0xF0};
-  const int n = cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
-  out->push_back(static_cast<char>(n == 1 ? cp : kLead[n] | (cp >> (6 * (n - 1)))));
-  for (int k = n - 2; k >= 0; --k)
-    out->push_back(static_cast<char>(0x80 | ((cp >> (6 * k)) & 0x3F)));
-}
-
-// Mixes 1-, 2-, 3- and 4-byte code points with equal probability.
-std::string RandomUtf8(std::mt19937& rng, size_t max_chars) {
-  static constexpr uint32_t kLo[] = {0, 0x80, 0x800, 0x10000};
-  static constexpr uint32_t kHi[] = {0x7F, 0x7FF, 0xFFFF, 0x10FFFF};
-  std::string s;
-  for (size_t n = std::uniform_int_distribution<size_t>(0, max_chars)(rng); n > 0; --n) {
-    const int w = std::uniform_int_distribution<int>(0, 3)(rng);
-    const uint32_t cp = std::uniform_int_distribution<uint32_t>(kLo[w], kHi[w])(rng);
-    if (cp < 0xD800 || cp > 0xDFFF) AppendCodePoint(cp, &s);  // surrogates are not encodable
-  }
-  return s;
-}
+using retain::testing::RandomUtf8;
 
 // Fixture for tests on the real vocabulary; SetUp's fatal failure skips the test body.
 class RwkvWorldTest : public ::testing::Test {
@@ -173,21 +154,7 @@ TEST_F(RwkvWorldTest, RandomRoundTripsMatchNaiveGreedy) {
   }
 }
 
-TEST_F(RwkvWorldTest, EncodeSpeed) {
-  std::mt19937 rng(7);
-  const std::string prose = "The quick brown fox jumps over the lazy dog. 你好，世界。 café 😀\n";
-  std::string text;
-  while (text.size() < (8 << 20)) text += text.size() % 3 ? prose : RandomUtf8(rng, 40);
-  const auto start = std::chrono::steady_clock::now();
-  const size_t n_ids = tok_->Encode(text).size();
-  const std::chrono::duration<double> secs = std::chrono::steady_clock::now() - start;
-  const double mb_per_s = text.size() / 1e6 / secs.count();
-  std::printf("encode: %zu bytes -> %zu ids, %.1f MB/s\n", text.size(), n_ids, mb_per_s);
-  // Sanitizer and -O0 builds are several times slower, so only optimized builds check the target.
-#if defined(__OPTIMIZE__) && !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
-  EXPECT_GE(mb_per_s, 10);
-#endif
-}
+// Encode/decode speed: bench/tokenizer_bench.cc (retain-tokenizer-bench).
 
 // Malformed vocab files: each is valid up to line 3, which has one defect.
 // (name, line 3, text expected in the error message)
