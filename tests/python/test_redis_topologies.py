@@ -135,6 +135,14 @@ class ClusterTest(Topology):
                     raise
         return None
 
+    @staticmethod
+    def slot_owner(node, slot):
+        """Whether `node` is the master serving `slot` (from its own CLUSTER SLOTS)."""
+        for lo, hi, master, *_ in node.command("CLUSTER", "SLOTS"):
+            if lo <= slot <= hi:
+                return master[1] == node.port
+        return False
+
     def migrate(self, nodes, slot, source, target):
         """Moves `slot` from `source` to `target` the way redis-cli --cluster reshard does."""
         src, dst = source.command("CLUSTER", "MYID").decode(), target.command("CLUSTER", "MYID").decode()
@@ -177,6 +185,19 @@ class ClusterTest(Topology):
                 got[n] += [run(stub(b), greedy(i, list(b" the"))), run(stub(b), greedy(i, list(b" and")))]
         want = reference(prompts, [[], list(b" the"), list(b" and")])
         self.assertEqual(got, want)
+        self.assertEqual(metric(b, "retain_tier_up", {"tier": "redis"}), 1)
+
+        # A slot caught mid-migration: the lease key of a session, which exists only while a
+        # request runs, is created and deleted in the slot's new home, reached by ASK.
+        lease = f"retain:lease:{ids[1]}"
+        lslot = nodes[0].command("CLUSTER", "KEYSLOT", lease)
+        lsource = next(r for r in nodes if self.slot_owner(r, lslot))
+        ltarget = next(r for r in nodes if r is not lsource)
+        ltarget.command("CLUSTER", "SETSLOT", lslot, "IMPORTING", lsource.command("CLUSTER", "MYID").decode())
+        lsource.command("CLUSTER", "SETSLOT", lslot, "MIGRATING", ltarget.command("CLUSTER", "MYID").decode())
+        more = run(stub(b), greedy(ids[1], list(b" the")))
+        self.assertEqual(more, reference([prompts[1]], [[], list(b" the"), list(b" and"), list(b" the")])[0][3])
+        self.assertEqual(metric(b, "retain_tier_unleased_total", {"tier": "redis"}), 0)  # every lease was taken
         self.assertEqual(metric(b, "retain_tier_up", {"tier": "redis"}), 1)
         self.assertEqual(health_status(b, "retain.tier.redis"), 1)
 
