@@ -68,6 +68,13 @@ def kubelet_environment(container, config):
     return environment
 
 
+def health(server, service):
+    """`retain health --service SERVICE`: (exit code, stdout, stderr)."""
+    r = subprocess.run([CLI, "--server", server.address, "health", "--service", service],
+                       capture_output=True, text=True, timeout=30)
+    return r.returncode, r.stdout, r.stderr
+
+
 class Rendered:
     OVERLAY = None
     KINDS = BASE_KINDS
@@ -155,6 +162,12 @@ class Rendered:
         args = [a.replace(IMAGE_ROOT, SOURCE) for a in args if not a.startswith(("--listen=", "--metrics-listen=", "--http-listen="))]
         return args + ["--http-listen=127.0.0.1:0"]
 
+    def assert_probes_serving(self, server):
+        """Each gRPC probe's health service answers SERVING (what the kubelet's probe asks)."""
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            rc, out, err = health(server, self.container[probe]["grpc"].get("service", ""))
+            self.assertEqual((rc, out), (0, "SERVING\n"), f"{probe}: {err}")
+
     def test_real_server_with_these_arguments(self):
         args = self.local_args(self.args)
         self.assertTrue(os.path.isdir(self.flags["model"].split("=", 1)[1].replace(IMAGE_ROOT, SOURCE)))
@@ -162,14 +175,8 @@ class Rendered:
             log = server.log()
             self.assertIn(f"models: {self.flags['model'].split('=')[0]} (default)", log)
             self.assertIn(f"max-batch {self.flags['max-batch']}", log)
-            for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-                service = self.container[probe]["grpc"].get("service", "")
-                r = subprocess.run([CLI, "--server", server.address, "health", "--service", service],
-                                   capture_output=True, text=True, timeout=30)
-                self.assertEqual((r.returncode, r.stdout), (0, "SERVING\n"), f"{probe}: {r.stderr}")
-            r = subprocess.run([CLI, "--server", server.address, "health", "--service", "no.such.Service"],
-                               capture_output=True, text=True, timeout=30)
-            self.assertEqual(r.returncode, 10 + 5, r.stderr)  # NOT_FOUND
+            self.assert_probes_serving(server)
+            self.assertEqual(health(server, "no.such.Service")[0], 10 + 5)  # NOT_FOUND
             metrics_port = re.search(r"metrics on http://127\.0\.0\.1:(\d+)/metrics", log).group(1)
             path = self.one("PodMonitor")["spec"]["podMetricsEndpoints"][0]["path"]
             with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}{path}", timeout=30) as response:
@@ -347,6 +354,17 @@ class RedisRendered(Rendered):
         gone.stop()
         self.assertNotEqual(self.probe("readinessProbe", gone), 0)
         self.assertNotEqual(self.probe("livenessProbe", gone), 0)
+
+
+    def test_pods_stay_ready_while_redis_is_away(self):
+        # Redis restarting (or not up yet when retain's pods start) must not take retain's pods out
+        # of the Services: the probes' services stay SERVING; only retain.tier.redis says it.
+        gone = RedisServer(self.local_redis_args())
+        gone.stop()
+        with ServerProcess(self.local_args(self.args, gone)) as server:
+            self.assert_probes_serving(server)
+            self.assertEqual(health(server, "retain.tier.redis")[:2], (3, "NOT_SERVING\n"))
+            server.stop_and_check()
 
 
 class RedisOverlay(RedisRendered, unittest.TestCase):
