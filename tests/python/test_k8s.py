@@ -379,6 +379,9 @@ class RedisOverlay(RedisRendered, unittest.TestCase):
         a = b = None
         try:
             a = ServerProcess(self.local_args(self.args, redis))
+            # The default consistency, and the pod's name as the replica's.
+            self.assertIn(f"redis tier 127.0.0.1:{redis.port} (write-through, replica {POD_FIELDS['metadata.name']})",
+                          a.log())
             sid = cli(a, "session", "create", "--prefix", "In the beginning").strip()
             first = greedy_turn(a, sid, "")
             position = json.loads(cli(a, "session", "get", sid, "--json"))["position"]
