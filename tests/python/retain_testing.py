@@ -7,10 +7,12 @@ Its stderr is drained by a thread for as long as it runs (kept for failure messa
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import struct
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -136,6 +138,92 @@ def conformance_kit(name):
         if os.path.isfile(os.path.join(c, "case.json")):
             return os.path.abspath(c)
     return None
+
+
+class RedisServer:
+    """A redis-server child on 127.0.0.1 with `args` (default: no persistence) in `directory` (default:
+    a temporary one, removed by stop()), and a minimal RESP client for the tests' own reads and
+    writes (redis-cli cannot send binary field values)."""
+
+    NO_PERSISTENCE = ("--save", "", "--appendonly", "no")
+
+    def __init__(self, args=NO_PERSISTENCE, port=None, directory=None, password=None, sentinel_conf=None):
+        """`password`: started with --requirepass, and the client sends AUTH. `sentinel_conf`: a
+        Sentinel, from that config text (written to its directory: Sentinel rewrites it)."""
+        self.port = port or free_port()
+        self.password = password
+        self.own_dir = directory is None
+        self.dir = directory or tempfile.mkdtemp(prefix="retain-redis-")
+        argv = ["redis-server"]
+        if sentinel_conf is not None:
+            conf = os.path.join(self.dir, "sentinel.conf")
+            with open(conf, "w") as f:
+                f.write(sentinel_conf)
+            argv += [conf, "--sentinel"]
+            args = ()
+        argv += [*args, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir]
+        if password:
+            argv += ["--requirepass", password]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if not wait_until(self._answers, timeout=20):
+            self.stop()
+            raise RuntimeError(f"redis-server {argv[1:]} did not answer PING on 127.0.0.1:{self.port}")
+
+    def _answers(self):
+        try:
+            return self.command("PING") == "PONG"
+        except OSError:  # not listening yet
+            return False
+        except RuntimeError as e:  # LOADING its append-only file; NOAUTH (--requirepass) answers
+            return str(e).startswith("NOAUTH")
+
+    def command(self, *args):
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s, s.makefile("rb") as f:
+            if self.password:
+                s.sendall(self._encode(("AUTH", self.password)))
+                self._read(f)
+            s.sendall(self._encode(args))
+            return self._read(f)
+
+    @staticmethod
+    def _encode(args):
+        out = b"*%d\r\n" % len(args)
+        for a in args:
+            a = a if isinstance(a, bytes) else str(a).encode()
+            out += b"$%d\r\n%s\r\n" % (len(a), a)
+        return out
+
+    def _read(self, f):
+        line = f.readline().rstrip(b"\r\n")
+        kind, rest = line[:1], line[1:]
+        if kind == b"+":
+            return rest.decode()
+        if kind == b"-":
+            raise RuntimeError(rest.decode())
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            n = int(rest)
+            if n < 0:
+                return None
+            data = f.read(n + 2)[:n]
+            return data
+        if kind == b"*":
+            return [self._read(f) for _ in range(int(rest))]
+        raise RuntimeError(f"unexpected reply {line!r}")
+
+    def stop(self, graceful=False):
+        """SIGKILL, or with `graceful` SIGTERM as the kubelet sends (Redis then writes out its
+        append-only file before it exits). Removes the directory only when it made it."""
+        if self.proc.poll() is None:
+            if graceful:
+                self.proc.terminate()
+            else:
+                self.proc.kill()
+            self.proc.wait(30)
+        if self.own_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+        return self.proc.returncode
 
 
 def free_port():

@@ -1,20 +1,24 @@
 """deploy/k8s held to the real server (ctest K8sManifests): `kubectl kustomize` renders the base and
-the cuda overlay offline, `yamllint` passes, and every port, probe, flag and metric name in the
-rendered objects agrees with `retain-server --help` and with a real server started on 127.0.0.1
-with the Deployment's own arguments (the ConfigMap's $(VARS) expanded as the kubelet does)."""
+the cuda, redis and cuda-redis overlays offline, `yamllint` passes, and every port, probe, flag and
+metric name in the rendered objects agrees with `retain-server --help` and with a real server
+started on 127.0.0.1 with the Deployment's own arguments (the ConfigMap's and the downward API's
+$(VARS) expanded as the kubelet does). The redis overlays' Redis runs as a real redis-server with
+the StatefulSet's own arguments and probes, and a session written through it by the rendered
+retain arguments outlives that Redis's restart."""
 
 import json
 import os
 import re
 import shutil
 import subprocess
+import tempfile
 import unittest
 import urllib.request
 from pathlib import Path
 
 import yaml
 
-from retain_testing import ServerProcess, env_path
+from retain_testing import RedisServer, ServerProcess, env_path, wait_until
 
 SOURCE = env_path("RETAIN_SOURCE_DIR")
 SERVER = env_path("RETAIN_SERVER_BIN")
@@ -41,14 +45,40 @@ HELP = subprocess.run([SERVER, "--help"], capture_output=True, text=True, check=
 FLAGS = set(re.findall(r"^\s+(?:-\w,)?(--[a-z-]+)", HELP, re.M))
 DOCKERFILE = Path(SOURCE, "Dockerfile").read_text()
 HTTP_PORT = 8080  # the images' --http-listen port (the server has no default)
+# What the downward API gives a pod (fieldRef), for the kubelet's $(VAR) expansion: a Deployment pod's name.
+POD_FIELDS = {"metadata.name": "retain-7d4b9c8f6-x2k7q"}
+RETAIN_SERVICES = {"retain", "retain-pods", "retain-metrics"}
+BASE_KINDS = ["ConfigMap", "Deployment", "HorizontalPodAutoscaler", "Namespace", "PodDisruptionBudget", "PodMonitor",
+              "Service", "Service", "Service"]
 
 
 def port_of(address):
     return int(address.rsplit(":", 1)[1])
 
 
+def kubelet_environment(container, config):
+    """The container's environment as the kubelet builds it: envFrom's ConfigMap, then env (literal
+    values and the downward API's fields)."""
+    environment = dict(config["data"])
+    for e in container.get("env", []):
+        if "value" in e:
+            environment[e["name"]] = e["value"]
+        else:
+            environment[e["name"]] = POD_FIELDS[e["valueFrom"]["fieldRef"]["fieldPath"]]
+    return environment
+
+
+def health(server, service):
+    """`retain health --service SERVICE`: (exit code, stdout, stderr)."""
+    r = subprocess.run([CLI, "--server", server.address, "health", "--service", service],
+                       capture_output=True, text=True, timeout=30)
+    return r.returncode, r.stdout, r.stderr
+
+
 class Rendered:
     OVERLAY = None
+    KINDS = BASE_KINDS
+    SERVICES = RETAIN_SERVICES
 
     @classmethod
     def setUpClass(cls):
@@ -62,9 +92,9 @@ class Rendered:
         config = cls.one("ConfigMap")
         refs = [e["configMapRef"]["name"] for e in cls.container["envFrom"]]
         assert refs == [config["metadata"]["name"]], (refs, config["metadata"]["name"])  # hashed name followed
-        data = config["data"]
+        cls.environment = kubelet_environment(cls.container, config)
         # The kubelet's $(VAR) expansion of args from the container's environment.
-        cls.args = [re.sub(r"\$\((\w+)\)", lambda m: data[m.group(1)], a) for a in cls.container["args"]]
+        cls.args = [re.sub(r"\$\((\w+)\)", lambda m: cls.environment[m.group(1)], a) for a in cls.container["args"]]
         cls.flags = dict(a[2:].split("=", 1) for a in cls.args)
         cls.ports = {p["name"]: p["containerPort"] for p in cls.container["ports"]}
 
@@ -76,8 +106,8 @@ class Rendered:
 
     def test_objects(self):
         kinds = sorted(o["kind"] for o in self.objects)
-        self.assertEqual(kinds, ["ConfigMap", "Deployment", "HorizontalPodAutoscaler", "Namespace",
-                                 "PodDisruptionBudget", "PodMonitor", "Service", "Service", "Service"])
+        self.assertEqual(kinds, sorted(self.KINDS))
+        self.assertEqual({o["metadata"]["name"] for o in self.by_kind["Service"]}, self.SERVICES)
         for o in self.objects:
             if o["kind"] != "Namespace":
                 self.assertEqual(o["metadata"].get("namespace"), "retain", o["metadata"]["name"])
@@ -96,7 +126,7 @@ class Rendered:
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
             self.assertEqual(self.container[probe]["grpc"]["port"], self.ports["grpc"], probe)
         labels = self.pod["metadata"]["labels"]
-        for service in self.by_kind["Service"]:
+        for service in (self.one("Service", name) for name in RETAIN_SERVICES):
             self.assertEqual(service["spec"]["selector"], labels)
             for p in service["spec"]["ports"]:
                 self.assertEqual(self.ports[p["targetPort"]], p["port"], service["metadata"]["name"])
@@ -125,23 +155,28 @@ class Rendered:
         for side in ("requests", "limits"):
             self.assertEqual({"cpu", "memory"} - set(self.container["resources"][side]), set(), side)
 
+    @classmethod
+    def local_args(cls, args):
+        """`args` for a server on 127.0.0.1: free loopback ports (ServerProcess adds them) and the
+        image's model found in the checkout."""
+        args = [a.replace(IMAGE_ROOT, SOURCE) for a in args if not a.startswith(("--listen=", "--metrics-listen=", "--http-listen="))]
+        return args + ["--http-listen=127.0.0.1:0"]
+
+    def assert_probes_serving(self, server):
+        """Each gRPC probe's health service answers SERVING (what the kubelet's probe asks)."""
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            rc, out, err = health(server, self.container[probe]["grpc"].get("service", ""))
+            self.assertEqual((rc, out), (0, "SERVING\n"), f"{probe}: {err}")
+
     def test_real_server_with_these_arguments(self):
-        # Listen on free loopback ports (ServerProcess adds them) and find the image's model in the checkout.
-        args = [a.replace(IMAGE_ROOT, SOURCE) for a in self.args if not a.startswith(("--listen=", "--metrics-listen=", "--http-listen="))]
-        args.append("--http-listen=127.0.0.1:0")
+        args = self.local_args(self.args)
         self.assertTrue(os.path.isdir(self.flags["model"].split("=", 1)[1].replace(IMAGE_ROOT, SOURCE)))
         with ServerProcess(args) as server:
             log = server.log()
             self.assertIn(f"models: {self.flags['model'].split('=')[0]} (default)", log)
             self.assertIn(f"max-batch {self.flags['max-batch']}", log)
-            for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-                service = self.container[probe]["grpc"].get("service", "")
-                r = subprocess.run([CLI, "--server", server.address, "health", "--service", service],
-                                   capture_output=True, text=True, timeout=30)
-                self.assertEqual((r.returncode, r.stdout), (0, "SERVING\n"), f"{probe}: {r.stderr}")
-            r = subprocess.run([CLI, "--server", server.address, "health", "--service", "no.such.Service"],
-                               capture_output=True, text=True, timeout=30)
-            self.assertEqual(r.returncode, 10 + 5, r.stderr)  # NOT_FOUND
+            self.assert_probes_serving(server)
+            self.assertEqual(health(server, "no.such.Service")[0], 10 + 5)  # NOT_FOUND
             metrics_port = re.search(r"metrics on http://127\.0\.0\.1:(\d+)/metrics", log).group(1)
             path = self.one("PodMonitor")["spec"]["podMetricsEndpoints"][0]["path"]
             with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}{path}", timeout=30) as response:
@@ -175,6 +210,249 @@ class Cuda(Rendered, unittest.TestCase):
         base = [o for o in render("base") if o["kind"] == "Deployment"][0]
         self.assertEqual(self.container["args"], base["spec"]["template"]["spec"]["containers"][0]["args"])
         self.assertEqual(self.flags["backend"], "cpu")  # the only backend engine/ has (Dockerfile.cuda)
+
+
+REDIS_KINDS = BASE_KINDS + ["NetworkPolicy", "Service", "Service", "StatefulSet"]
+REDIS_SERVICES = RETAIN_SERVICES | {"retain-redis", "retain-redis-pods"}
+
+
+def redis_options(args):
+    """redis-server's command line as {option: value} (every option takes one value here)."""
+    assert args[0] == "redis-server" and len(args) % 2 == 1, args
+    return {args[i][2:]: args[i + 1] for i in range(1, len(args), 2)}
+
+
+def memory_bytes(quantity):
+    """A Kubernetes memory quantity or a Redis size (1gb, 2Gi) in bytes."""
+    m = re.fullmatch(r"(\d+)(Ki|Mi|Gi|kb|mb|gb)?", quantity)
+    return int(m.group(1)) * {None: 1, "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30,
+                              "kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30}[m.group(2)]
+
+
+def cli(server, *args, timeout=60):
+    r = subprocess.run([CLI, "--server", server.address, *args], capture_output=True, text=True, timeout=timeout)
+    if r.returncode != 0:
+        raise AssertionError(f"retain {' '.join(args)}: exit {r.returncode}: {r.stderr}\n{server.log()}")
+    return r.stdout
+
+
+def greedy_turn(server, session, prompt):
+    return cli(server, "generate", "--session", session, "--temperature", "0", "--max-tokens", "12",
+               "--ignore-eos", prompt)
+
+
+class RedisRendered(Rendered):
+    """An overlay whose retain replicas share a Redis of the overlay's own (redis/store). A real
+    redis-server with the StatefulSet's arguments serves the class's real-server test."""
+    KINDS = REDIS_KINDS
+    SERVICES = REDIS_SERVICES
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.statefulset = cls.one("StatefulSet")
+        cls.redis_pod = cls.statefulset["spec"]["template"]
+        cls.redis = cls.redis_pod["spec"]["containers"][0]
+        cls.options = redis_options(cls.redis["args"])
+        cls.local_redis = RedisServer(cls.local_redis_args())
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.local_redis.stop()
+        super().tearDownClass()
+
+    @classmethod
+    def local_redis_args(cls):
+        """The StatefulSet's redis-server options but --dir (RedisServer gives a directory of its own;
+        test_store_objects holds --dir to the volume's mount)."""
+        return [a for k, v in cls.options.items() if k != "dir" for a in ("--" + k, v)]
+
+    @classmethod
+    def local_args(cls, args, redis=None):
+        """As Rendered's, with --redis rewritten from the Service's name to a redis-server on 127.0.0.1."""
+        port = (redis or cls.local_redis).port
+        return [f"--redis=127.0.0.1:{port}" if a.startswith("--redis=") else a for a in super().local_args(args)]
+
+    def test_retain_names_the_redis_service(self):
+        # The address is the ClusterIP Service's name, resolved in the pods' own namespace (the
+        # Service's), and its port; the Service reaches the StatefulSet's pods on the redis port.
+        host, port = self.flags["redis"].rsplit(":", 1)
+        service = self.one("Service", host)
+        self.assertNotEqual(service["spec"].get("clusterIP"), "None")
+        self.assertEqual(service["metadata"]["namespace"], self.deployment["metadata"]["namespace"])
+        self.assertEqual([p["port"] for p in service["spec"]["ports"]], [int(port)])
+        self.assertEqual(service["spec"]["selector"], self.statefulset["spec"]["selector"]["matchLabels"])
+        redis_ports = {p["name"]: p["containerPort"] for p in self.redis["ports"]}
+        self.assertEqual(redis_ports[service["spec"]["ports"][0]["targetPort"]], int(port))
+        self.assertEqual(int(self.options["port"]) if "port" in self.options else 6379, int(port))
+        # Each replica's leases carry its pod's name, from the downward API.
+        self.assertEqual(self.flags["replica-id"], POD_FIELDS["metadata.name"])
+        self.assertIn("--replica-id=$(POD_NAME)", self.container["args"])
+        self.assertIn({"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                      self.container["env"])
+        # retain's Services must not take the Redis pod, nor Redis's a retain pod.
+        redis_labels, retain_labels = self.redis_pod["metadata"]["labels"], self.pod["metadata"]["labels"]
+        for name in RETAIN_SERVICES:
+            selector = self.one("Service", name)["spec"]["selector"]
+            self.assertFalse(selector.items() <= redis_labels.items(), name)
+        self.assertFalse(service["spec"]["selector"].items() <= retain_labels.items())
+
+    def test_store_objects(self):
+        spec = self.statefulset["spec"]
+        self.assertEqual(spec["replicas"], 1)
+        headless = self.one("Service", spec["serviceName"])
+        self.assertEqual(headless["spec"]["clusterIP"], "None")
+        self.assertEqual(headless["spec"]["selector"], spec["selector"]["matchLabels"])
+        self.assertLessEqual(spec["selector"]["matchLabels"].items(), self.redis_pod["metadata"]["labels"].items())
+        self.assertEqual(self.redis["image"], "redis:7")
+        # Durability: the append-only file, fsynced every second, on the claim's volume.
+        self.assertEqual((self.options["appendonly"], self.options["appendfsync"]), ("yes", "everysec"))
+        self.assertEqual(self.options["maxmemory-policy"], "noeviction")  # never drop a session or a lease
+        claims = [c["metadata"]["name"] for c in spec["volumeClaimTemplates"]]
+        mounts = {m["name"]: m["mountPath"] for m in self.redis["volumeMounts"]}
+        self.assertEqual(list(mounts), claims)
+        self.assertEqual(mounts[claims[0]], self.options["dir"])
+        # The AOF rewrite forks: the limit holds maxmemory twice over (copy-on-write).
+        limit = memory_bytes(self.redis["resources"]["limits"]["memory"])
+        self.assertLessEqual(2 * memory_bytes(self.options["maxmemory"]), limit)
+        for side in ("requests", "limits"):
+            self.assertEqual({"cpu", "memory"} - set(self.redis["resources"][side]), set(), side)
+        pod_security, security = self.redis_pod["spec"]["securityContext"], self.redis["securityContext"]
+        self.assertTrue(pod_security["runAsNonRoot"])
+        self.assertNotEqual(pod_security["runAsUser"], 0)
+        self.assertEqual(pod_security["fsGroup"], pod_security["runAsGroup"])  # the volume is writable
+        self.assertTrue(security["readOnlyRootFilesystem"])
+        self.assertFalse(security["allowPrivilegeEscalation"])
+        self.assertEqual(security["capabilities"]["drop"], ["ALL"])
+        # Only retain's pods reach it, on the port the Service uses.
+        policy = self.one("NetworkPolicy")["spec"]
+        self.assertEqual(policy["podSelector"]["matchLabels"], spec["selector"]["matchLabels"])
+        self.assertEqual(policy["ingress"][0]["from"], [{"podSelector": {"matchLabels": self.pod["metadata"]["labels"]}}])
+        self.assertEqual([p["port"] for p in policy["ingress"][0]["ports"]], [p["name"] for p in self.redis["ports"]])
+
+    def probe(self, name, redis):
+        """The probe's exec command run here against `redis` (its -p rewritten to that port)."""
+        port = str(self.redis["ports"][0]["containerPort"])
+        command = self.redis[name]["exec"]["command"]
+        self.assertIn(f"-p {port}", " ".join(command), name)
+        local = [c.replace(f"-p {port}", f"-p {redis.port}") for c in command]
+        local = [str(redis.port) if c == port and local[i - 1] == "-p" else c for i, c in enumerate(local)]
+        return subprocess.run(local, capture_output=True, text=True, timeout=30).returncode
+
+    def test_probes_on_a_real_redis(self):
+        self.assertEqual(self.probe("readinessProbe", self.local_redis), 0)
+        self.assertEqual(self.probe("livenessProbe", self.local_redis), 0)
+        # A Redis that answers with an error (as it does LOADING its AOF at start; here NOAUTH) is
+        # alive but not ready: redis-cli exits 0 either way, so readiness must read the reply.
+        locked = RedisServer(self.local_redis_args() + ["--requirepass", "k8s-test"])
+        try:
+            self.assertNotEqual(self.probe("readinessProbe", locked), 0)
+            self.assertEqual(self.probe("livenessProbe", locked), 0)
+        finally:
+            locked.stop()
+        gone = RedisServer(self.local_redis_args())
+        gone.stop()
+        self.assertNotEqual(self.probe("readinessProbe", gone), 0)
+        self.assertNotEqual(self.probe("livenessProbe", gone), 0)
+
+
+    def test_pods_stay_ready_while_redis_is_away(self):
+        # Redis restarting (or not up yet when retain's pods start) must not take retain's pods out
+        # of the Services: the probes' services stay SERVING; only retain.tier.redis says it.
+        gone = RedisServer(self.local_redis_args())
+        gone.stop()
+        with ServerProcess(self.local_args(self.args, gone)) as server:
+            self.assert_probes_serving(server)
+            self.assertEqual(health(server, "retain.tier.redis")[:2], (3, "NOT_SERVING\n"))
+            server.stop_and_check()
+
+
+class RedisOverlay(RedisRendered, unittest.TestCase):
+    OVERLAY = "redis"
+
+    def test_session_written_through_and_kept_over_a_redis_restart(self):
+        # The rendered retain arguments on one pod, the StatefulSet's Redis (its own options, its
+        # own directory), a turn, then Redis stopped as the kubelet stops it and started again on
+        # the same volume: another replica continues the session as one that never moved.
+        directory = tempfile.mkdtemp(prefix="retain-k8s-redis-")
+        redis = RedisServer(self.local_redis_args(), directory=directory)
+        a = b = None
+        try:
+            a = ServerProcess(self.local_args(self.args, redis))
+            # The default consistency, and the pod's name as the replica's.
+            self.assertIn(f"redis tier 127.0.0.1:{redis.port} (write-through, replica {POD_FIELDS['metadata.name']})",
+                          a.log())
+            sid = cli(a, "session", "create", "--prefix", "In the beginning").strip()
+            first = greedy_turn(a, sid, "")
+            position = json.loads(cli(a, "session", "get", sid, "--json"))["position"]
+            self.assertEqual(redis.command("HGET", f"retain:session:{sid}", "position"), str(position).encode())
+            self.assertTrue(os.listdir(os.path.join(directory, redis.command("CONFIG", "GET", "appenddirname")[1].decode())))
+            # A running request's lease names the pod (--replica-id=$(POD_NAME)).
+            busy = cli(a, "session", "create").strip()
+            long = subprocess.Popen([CLI, "--server", a.address, "generate", "--session", busy, "--max-tokens", "8000",
+                                     "--ignore-eos", "x"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                self.assertTrue(wait_until(lambda: redis.command("GET", f"retain:lease:{busy}") is not None, timeout=30))
+                self.assertEqual(redis.command("GET", f"retain:lease:{busy}"), POD_FIELDS["metadata.name"].encode())
+            finally:
+                long.kill()
+                long.wait()
+            a.stop_and_check()
+            self.assertEqual(redis.stop(graceful=True), 0)
+            redis = RedisServer(self.local_redis_args(), port=redis.port, directory=directory)
+            other = [arg.replace(POD_FIELDS["metadata.name"], "retain-7d4b9c8f6-m9p3z") for arg in self.args]
+            b = ServerProcess(self.local_args(other, redis))
+            self.assertEqual(json.loads(cli(b, "session", "get", sid, "--json"))["position"], position)
+            second = greedy_turn(b, sid, " and")
+            b.stop_and_check()
+        finally:
+            for server in (a, b):
+                if server:
+                    server.stop()
+            redis.stop()
+            shutil.rmtree(directory, ignore_errors=True)
+        # The same arguments without Redis: the session never leaves this server.
+        alone = [arg for arg in self.local_args(self.args) if not arg.startswith(("--redis", "--replica-id"))]
+        with ServerProcess(alone) as never_moved:
+            ref = cli(never_moved, "session", "create", "--prefix", "In the beginning").strip()
+            self.assertEqual([first, second], [greedy_turn(never_moved, ref, ""), greedy_turn(never_moved, ref, " and")])
+
+
+def redis_additions(parent, child):
+    """What `child` adds to `parent`'s Deployment (args appended, env, ConfigMap values) and the
+    Deployments with those taken away (so equal when the child changes nothing else)."""
+    def parts(objects):
+        deployment = json.loads(json.dumps([o for o in objects if o["kind"] == "Deployment"][0]))
+        config = [o for o in objects if o["kind"] == "ConfigMap"][0]["data"]
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        del container["envFrom"]  # the ConfigMap's hashed name
+        return deployment, container, config
+    pd, pc, pconfig = parts(parent)
+    cd, cc, cconfig = parts(child)
+    assert cc["args"][:len(pc["args"])] == pc["args"], "the child appends to the parent's args"
+    added = {"args": cc["args"][len(pc["args"]):], "env": cc.pop("env", []),
+             "config": {k: v for k, v in cconfig.items() if pconfig.get(k) != v}}
+    cc["args"] = cc["args"][:len(pc["args"])]
+    return added, pd, cd
+
+
+class CudaRedis(RedisRendered, unittest.TestCase):
+    OVERLAY = "cuda-redis"
+
+    def test_same_redis_as_the_redis_overlay(self):
+        # cuda-redis copies redis's Deployment patch and values (kustomize v2 cannot share them):
+        # it must add to cuda exactly what redis adds to base, and render the same Redis objects.
+        redis_added, base_deployment, redis_deployment = redis_additions(render("base"), render("redis"))
+        cuda_added, cuda_deployment, cuda_redis_deployment = redis_additions(render("cuda"), self.objects)
+        self.assertEqual(cuda_added, redis_added)
+        self.assertTrue(redis_added["args"] and redis_added["env"] and redis_added["config"])
+        self.assertEqual(redis_deployment, base_deployment)  # nothing else changed
+        self.assertEqual(cuda_redis_deployment, cuda_deployment)
+        store = {"StatefulSet", "NetworkPolicy"}
+        mine = [o for o in self.objects if o["kind"] in store or o["metadata"]["name"].startswith("retain-redis")]
+        theirs = [o for o in render("redis") if o["kind"] in store or o["metadata"]["name"].startswith("retain-redis")]
+        self.assertEqual(mine, theirs)
+        self.assertEqual(len(mine), 4)
 
 
 class Lint(unittest.TestCase):

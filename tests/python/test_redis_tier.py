@@ -7,12 +7,6 @@ made with the same prefix, continued the same way); greedy decoding makes both e
 Run by ctest (RedisTier) with /usr/bin/python3; PYTHONPATH = the generated stubs and this folder.
 """
 import os
-import shutil
-import socket
-import subprocess
-import tempfile
-import threading
-import time
 import unittest
 import urllib.request
 
@@ -27,77 +21,6 @@ TIMEOUT = 60.0
 KJV = os.path.join(rt.env_path("RETAIN_SOURCE_DIR"), "models", "rwkv7-kjv-byte")
 STATE_BYTES = 104448  # the KJV model's session state
 PREFIX = list(b"In the beginning God created")
-
-
-class Redis:
-    """A redis-server child on 127.0.0.1 (no persistence), and a minimal RESP client for the test's
-    own reads and writes (redis-cli cannot send binary field values)."""
-
-    def __init__(self, port=None, extra=(), password=None, sentinel_conf=None):
-        self.port = port or rt.free_port()
-        self.password = password
-        self.dir = tempfile.mkdtemp(prefix="retain-redis-")
-        argv = ["redis-server"]
-        if sentinel_conf is not None:  # a Sentinel: its config file must be writable (it rewrites it)
-            conf = os.path.join(self.dir, "sentinel.conf")
-            with open(conf, "w") as f:
-                f.write(sentinel_conf)
-            argv += [conf, "--sentinel"]
-        argv += ["--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir]
-        if sentinel_conf is None:
-            argv += ["--save", "", "--appendonly", "no"]
-        if password:
-            argv += ["--requirepass", password]
-        self.proc = subprocess.Popen(argv + list(extra), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if not rt.wait_until(self._answers, timeout=20):
-            raise RuntimeError(f"redis-server {argv + list(extra)} did not answer PING")
-
-    def _answers(self):
-        try:
-            return self.command("PING") == "PONG"
-        except (OSError, RuntimeError):
-            return False
-
-    def command(self, *args):
-        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s, s.makefile("rb") as f:
-            if self.password:
-                s.sendall(self._encode(("AUTH", self.password)))
-                self._read(f)
-            s.sendall(self._encode(args))
-            return self._read(f)
-
-    @staticmethod
-    def _encode(args):
-        out = b"*%d\r\n" % len(args)
-        for a in args:
-            a = a if isinstance(a, bytes) else str(a).encode()
-            out += b"$%d\r\n%s\r\n" % (len(a), a)
-        return out
-
-    def _read(self, f):
-        line = f.readline().rstrip(b"\r\n")
-        kind, rest = line[:1], line[1:]
-        if kind == b"+":
-            return rest.decode()
-        if kind == b"-":
-            raise RuntimeError(rest.decode())
-        if kind == b":":
-            return int(rest)
-        if kind == b"$":
-            n = int(rest)
-            if n < 0:
-                return None
-            data = f.read(n + 2)[:n]
-            return data
-        if kind == b"*":
-            return [self._read(f) for _ in range(int(rest))]
-        raise RuntimeError(f"unexpected reply {line!r}")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def greedy(session, tokens=(), max_tokens=12):
@@ -131,7 +54,7 @@ def metric(server, name, labels):
 
 class RedisTierTest(unittest.TestCase):
     def setUp(self):
-        self.redis = Redis()
+        self.redis = rt.RedisServer()
         self.servers = []
 
     def tearDown(self):
@@ -240,7 +163,7 @@ class RedisTierTest(unittest.TestCase):
         with self.assertRaises(grpc.RpcError) as e:  # not held here: cannot be served
             run(sa, greedy("0123456789abcdef0123456789abcdef"))
         self.assertIn(e.exception.code(), (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.NOT_FOUND))
-        self.redis = Redis(port)
+        self.redis = rt.RedisServer(port=port)
         self.assertTrue(rt.wait_until(lambda: metric(a, "retain_tier_up", {"tier": "redis"}) == 1, timeout=20))
         # The write that failed is redone: Redis holds the state after the second turn.
         want = str(len(PREFIX) + len(first) + 4 + len(second)).encode()

@@ -20,7 +20,7 @@ from retain.v1 import retain_pb2 as pb
 from retain.v1 import retain_pb2_grpc as pbg
 
 import retain_testing as rt
-from test_redis_tier import KJV, PREFIX, TIMEOUT, Redis, greedy, health_status, metric, run
+from test_redis_tier import KJV, PREFIX, TIMEOUT, greedy, health_status, metric, run
 
 
 def stub(server):
@@ -47,8 +47,8 @@ class Topology(unittest.TestCase):
         for r in self.redises:
             r.stop()
 
-    def redis(self, **kw):
-        r = Redis(**kw)
+    def redis(self, extra=(), **kw):
+        r = rt.RedisServer(args=(*rt.RedisServer.NO_PERSISTENCE, *extra), **kw)
         self.redises.append(r)
         return r
 
