@@ -42,6 +42,9 @@ absl::StatusOr<std::vector<RedisReply>> RedisEndpoint::Pipeline(const std::vecto
     if (!reply.error()) continue;
     std::string why = absl::StrCat("redis at ", address(), " answered ", commands[i][0], ": ", reply.str);
     if (TransientRedisError(reply.str)) return absl::UnavailableError(why);
+    // maxmemory reached with noeviction: Redis is full, which callers say as a full pool.
+    if (absl::StartsWith(reply.str, "OOM"))
+      return absl::ResourceExhaustedError(absl::StrCat(why, " (Redis is at its maxmemory)"));
     return absl::InternalError(why);
   }
   return r;

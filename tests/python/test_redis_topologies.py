@@ -115,6 +115,29 @@ def cluster_port():
     raise RuntimeError("no port free for a cluster node")
 
 
+class FullRedisTest(Topology):
+    def test_a_full_redis_is_resource_exhausted(self):
+        # maxmemory below what Redis itself uses, with noeviction (what deploy/k8s/redis runs):
+        # every write is refused with OOM. A request on a session must say RESOURCE_EXHAUSTED,
+        # and requests that need no Redis write keep being served.
+        r = self.redis(extra=["--maxmemory-policy", "noeviction"])
+        a = self.replica("--redis", f"127.0.0.1:{r.port}", name="a")
+        sid = stub(a).CreateSession(pb.CreateSessionRequest(prefix_tokens=PREFIX), timeout=TIMEOUT).id
+        r.command("CONFIG", "SET", "maxmemory", "1mb")
+        with self.assertRaises(grpc.RpcError) as e:
+            run(stub(a), greedy(sid))
+        self.assertEqual(e.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
+        with self.assertRaises(grpc.RpcError) as e:
+            stub(a).CreateSession(pb.CreateSessionRequest(prefix_tokens=PREFIX), timeout=TIMEOUT)
+        self.assertEqual(e.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
+        self.assertIn("maxmemory", e.exception.details())
+        self.assertEqual([x.id for x in stub(a).ListSessions(pb.ListSessionsRequest(), timeout=TIMEOUT).sessions], [sid])
+        self.assertEqual(len(run(stub(a), rt.greedy(PREFIX, 8))), 8)  # no session: no Redis
+        self.assertEqual(metric(a, "retain_tier_up", {"tier": "redis"}), 1)  # full is not down
+        r.command("CONFIG", "SET", "maxmemory", "0")  # room again: the session goes on as if never refused
+        self.assertEqual([run(stub(a), greedy(sid))], reference([PREFIX], [[]])[0])
+
+
 class ClusterTest(Topology):
     def cluster(self, n=3):
         nodes = [self.redis(port=cluster_port(), extra=["--cluster-enabled", "yes", "--cluster-node-timeout", "2000",
