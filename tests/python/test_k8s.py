@@ -3,12 +3,14 @@ the cuda, redis and cuda-redis overlays offline, `yamllint` passes, and every po
 metric name in the rendered objects agrees with `retain-server --help` and with a real server
 started on 127.0.0.1 with the Deployment's own arguments (the ConfigMap's and the downward API's
 $(VARS) expanded as the kubelet does). The redis overlays' Redis runs as a real redis-server with
-the StatefulSet's own arguments and probes, and a session written through it by the rendered
-retain arguments outlives that Redis's restart."""
+the StatefulSet's own arguments and probes, its password from a stand-in for the user's Secret
+(retain's copy a file where the Secret's volume puts it), and a session written through it by the
+rendered retain arguments outlives that Redis's restart."""
 
 import json
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -47,6 +49,9 @@ DOCKERFILE = Path(SOURCE, "Dockerfile").read_text()
 HTTP_PORT = 8080  # the images' --http-listen port (the server has no default)
 # What the downward API gives a pod (fieldRef), for the kubelet's $(VAR) expansion: a Deployment pod's name.
 POD_FIELDS = {"metadata.name": "retain-7d4b9c8f6-x2k7q"}
+# The Secrets the user creates (deploy/k8s/README.md, "The password"), with a fresh test password as
+# `openssl rand -hex 32` makes one.
+SECRETS = {"retain-redis-auth": {"password": secrets.token_hex(32)}}
 RETAIN_SERVICES = {"retain", "retain-pods", "retain-metrics"}
 BASE_KINDS = ["ConfigMap", "Deployment", "HorizontalPodAutoscaler", "Namespace", "PodDisruptionBudget", "PodMonitor",
               "Service", "Service", "Service"]
@@ -56,16 +61,39 @@ def port_of(address):
     return int(address.rsplit(":", 1)[1])
 
 
-def kubelet_environment(container, config):
+def kubelet_environment(container, config=None):
     """The container's environment as the kubelet builds it: envFrom's ConfigMap, then env (literal
-    values and the downward API's fields)."""
-    environment = dict(config["data"])
+    values, the downward API's fields and Secrets' keys)."""
+    environment = dict(config["data"]) if config else {}
     for e in container.get("env", []):
         if "value" in e:
             environment[e["name"]] = e["value"]
-        else:
+        elif "fieldRef" in e["valueFrom"]:
             environment[e["name"]] = POD_FIELDS[e["valueFrom"]["fieldRef"]["fieldPath"]]
+        else:
+            ref = e["valueFrom"]["secretKeyRef"]
+            assert ref["key"] in SECRETS.get(ref["name"], {}), f"{e['name']}: no Secret {ref['name']} key {ref['key']}"
+            environment[e["name"]] = SECRETS[ref["name"]][ref["key"]]
     return environment
+
+
+def kubelet_expand(args, environment):
+    """The kubelet's $(VAR) expansion of a container's args (an unknown VAR stays as written)."""
+    return [re.sub(r"\$\((\w+)\)", lambda m: environment.get(m.group(1), m.group(0)), a) for a in args]
+
+
+def secret_files(pod, container):
+    """{path in `container`: (Secret, key)} for every file of the Secret volumes it mounts (a
+    volume's items, or each of the Secret's keys as a file of its name)."""
+    volumes = {v["name"]: v["secret"] for v in pod["spec"].get("volumes", []) if "secret" in v}
+    files = {}
+    for mount in container.get("volumeMounts", []):
+        secret = volumes.get(mount["name"])
+        if secret:
+            items = secret.get("items") or [{"key": k, "path": k} for k in SECRETS[secret["secretName"]]]
+            for item in items:
+                files[f"{mount['mountPath']}/{item['path']}"] = (secret["secretName"], item["key"])
+    return files
 
 
 def health(server, service):
@@ -94,7 +122,7 @@ class Rendered:
         assert refs == [config["metadata"]["name"]], (refs, config["metadata"]["name"])  # hashed name followed
         cls.environment = kubelet_environment(cls.container, config)
         # The kubelet's $(VAR) expansion of args from the container's environment.
-        cls.args = [re.sub(r"\$\((\w+)\)", lambda m: cls.environment[m.group(1)], a) for a in cls.container["args"]]
+        cls.args = kubelet_expand(cls.container["args"], cls.environment)
         cls.flags = dict(a[2:].split("=", 1) for a in cls.args)
         cls.ports = {p["name"]: p["containerPort"] for p in cls.container["ports"]}
 
@@ -243,7 +271,8 @@ def greedy_turn(server, session, prompt):
 
 class RedisRendered(Rendered):
     """An overlay whose retain replicas share a Redis of the overlay's own (redis/store). A real
-    redis-server with the StatefulSet's arguments serves the class's real-server test."""
+    redis-server with the StatefulSet's arguments, its $(VARS) expanded from the container's
+    environment (the password from SECRETS), serves the class's real-server test."""
     KINDS = REDIS_KINDS
     SERVICES = REDIS_SERVICES
 
@@ -253,25 +282,55 @@ class RedisRendered(Rendered):
         cls.statefulset = cls.one("StatefulSet")
         cls.redis_pod = cls.statefulset["spec"]["template"]
         cls.redis = cls.redis_pod["spec"]["containers"][0]
-        cls.options = redis_options(cls.redis["args"])
-        cls.local_redis = RedisServer(cls.local_redis_args())
+        cls.redis_environment = kubelet_environment(cls.redis)
+        cls.options = redis_options(kubelet_expand(cls.redis["args"], cls.redis_environment))
+        cls.volumes = tempfile.mkdtemp(prefix="retain-k8s-secrets-")
+        cls.local_redis = cls.start_redis()
 
     @classmethod
     def tearDownClass(cls):
         cls.local_redis.stop()
+        shutil.rmtree(cls.volumes, ignore_errors=True)
         super().tearDownClass()
 
     @classmethod
-    def local_redis_args(cls):
-        """The StatefulSet's redis-server options but --dir (RedisServer gives a directory of its own;
-        test_store_objects holds --dir to the volume's mount)."""
-        return [a for k, v in cls.options.items() if k != "dir" for a in ("--" + k, v)]
+    def start_redis(cls, password=None, **kwargs):
+        """A redis-server with the StatefulSet's options but --dir (RedisServer gives a directory of
+        its own; test_store_objects holds --dir to the volume's mount), and its --requirepass (as
+        expanded from the Secret) unless `password` replaces it; RedisServer then sends AUTH."""
+        args = [a for k, v in cls.options.items() if k not in ("dir", "requirepass") for a in ("--" + k, v)]
+        return RedisServer(args, password=password or cls.options["requirepass"], **kwargs)
 
     @classmethod
-    def local_args(cls, args, redis=None):
-        """As Rendered's, with --redis rewritten from the Service's name to a redis-server on 127.0.0.1."""
+    def secret_volume(cls, values=None):
+        """The Deployment's Secret volumes as the kubelet fills them, in a directory here: {path in the
+        container: the local file holding that Secret key's value (from SECRETS, or `values`,
+        {(Secret, key): value})}."""
+        root = tempfile.mkdtemp(dir=cls.volumes)
+        local = {}
+        for path, ref in secret_files(cls.pod, cls.container).items():
+            local[path] = os.path.join(root, path.lstrip("/"))
+            os.makedirs(os.path.dirname(local[path]), exist_ok=True)
+            with open(local[path], "w") as f:
+                f.write((values or {}).get(ref, SECRETS[ref[0]][ref[1]]))
+        return local
+
+    @classmethod
+    def local_args(cls, args, redis=None, secret_values=None):
+        """As Rendered's, with --redis rewritten from the Service's name to a redis-server on 127.0.0.1
+        and --redis-password-file to where secret_volume() put that path's file (a path outside the
+        Secret's volume stays as it is, and retain-server refuses to start without it)."""
         port = (redis or cls.local_redis).port
-        return [f"--redis=127.0.0.1:{port}" if a.startswith("--redis=") else a for a in super().local_args(args)]
+        files = cls.secret_volume(secret_values)
+        local = []
+        for a in super().local_args(args):
+            flag, _, value = a.partition("=")
+            if flag == "--redis":
+                a = f"--redis=127.0.0.1:{port}"
+            elif flag == "--redis-password-file":
+                a = f"{flag}={files.get(value, value)}"
+            local.append(a)
+        return local
 
     def test_retain_names_the_redis_service(self):
         # The address is the ClusterIP Service's name, resolved in the pods' own namespace (the
@@ -330,40 +389,96 @@ class RedisRendered(Rendered):
         self.assertEqual(policy["ingress"][0]["from"], [{"podSelector": {"matchLabels": self.pod["metadata"]["labels"]}}])
         self.assertEqual([p["port"] for p in policy["ingress"][0]["ports"]], [p["name"] for p in self.redis["ports"]])
 
-    def probe(self, name, redis):
-        """The probe's exec command run here against `redis` (its -p rewritten to that port)."""
+    def test_password_from_the_secret(self):
+        # One Secret key, created by the user (none is rendered), is both retain's password file
+        # and Redis's --requirepass; the pod specs only name it.
+        self.assertNotIn("Secret", self.by_kind)
+        ref = ("retain-redis-auth", "password")
+        # retain: --redis-password-file is exactly the file that key becomes in the Secret's
+        # volume (its mount path + the item's path), mounted read-only; a literal path, no $(VAR).
+        files = secret_files(self.pod, self.container)
+        path = self.flags["redis-password-file"]
+        self.assertIn(f"--redis-password-file={path}", self.container["args"])
+        self.assertEqual(files, {path: ref})
+        volumes = {v["name"]: v for v in self.pod["spec"]["volumes"]}
+        mounts = [m for m in self.container["volumeMounts"] if "secret" in volumes[m["name"]]]
+        self.assertEqual([m.get("readOnly") for m in mounts], [True])
+        self.assertNotIn("redis-user", self.flags)  # the default user: requirepass
+        # Redis: --requirepass is $(VAR) of a variable from that key, and the probes' redis-cli
+        # reads its password from REDISCLI_AUTH, from that key too.
+        refs = {e["name"]: (e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
+                for e in self.redis.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})}
+        requirepass = self.redis["args"][self.redis["args"].index("--requirepass") + 1]
+        variable = re.fullmatch(r"\$\((\w+)\)", requirepass).group(1)
+        self.assertEqual(set(refs.values()), {ref})
+        self.assertLessEqual({variable, "REDISCLI_AUTH"}, set(refs))
+        self.assertEqual(self.options["requirepass"], SECRETS[ref[0]][ref[1]])
+        for probe in ("readinessProbe", "livenessProbe"):
+            command = " ".join(self.redis[probe]["exec"]["command"])
+            self.assertNotRegex(command, r"(^| )(-a|--pass|--user|--askpass)( |$)", probe)  # nothing on a command line
+        # With a password, protected mode only matters if the Secret's value is empty: then Redis
+        # serves loopback only (fails closed) rather than everyone.
+        self.assertEqual(self.options["protected-mode"], "yes")
+        self.assertFalse([a for a in kubelet_expand(self.redis["args"], self.redis_environment) if "$(" in a])
+
+    def probe(self, name, redis, environment=None):
+        """The probe's exec command run here against `redis` (its -p rewritten to that port), with the
+        container's environment (as the kubelet's exec probe has it) or `environment`."""
         port = str(self.redis["ports"][0]["containerPort"])
         command = self.redis[name]["exec"]["command"]
         self.assertIn(f"-p {port}", " ".join(command), name)
         local = [c.replace(f"-p {port}", f"-p {redis.port}") for c in command]
         local = [str(redis.port) if c == port and local[i - 1] == "-p" else c for i, c in enumerate(local)]
-        return subprocess.run(local, capture_output=True, text=True, timeout=30).returncode
+        env = {"PATH": os.environ["PATH"], **(self.redis_environment if environment is None else environment)}
+        return subprocess.run(local, capture_output=True, text=True, timeout=30, env=env).returncode
 
     def test_probes_on_a_real_redis(self):
+        # The Secret's password on both sides: ready and alive.
         self.assertEqual(self.probe("readinessProbe", self.local_redis), 0)
         self.assertEqual(self.probe("livenessProbe", self.local_redis), 0)
         # A Redis that answers with an error (as it does LOADING its AOF at start; here NOAUTH) is
         # alive but not ready: redis-cli exits 0 either way, so readiness must read the reply.
-        locked = RedisServer(self.local_redis_args() + ["--requirepass", "k8s-test"])
+        # NOAUTH: the probe without the container's REDISCLI_AUTH, and a Redis whose password is
+        # not the Secret's.
+        self.assertNotEqual(self.probe("readinessProbe", self.local_redis, environment={}), 0)
+        self.assertEqual(self.probe("livenessProbe", self.local_redis, environment={}), 0)
+        locked = self.start_redis(password=secrets.token_hex(32))
         try:
             self.assertNotEqual(self.probe("readinessProbe", locked), 0)
             self.assertEqual(self.probe("livenessProbe", locked), 0)
         finally:
             locked.stop()
-        gone = RedisServer(self.local_redis_args())
+        gone = self.start_redis()
         gone.stop()
         self.assertNotEqual(self.probe("readinessProbe", gone), 0)
         self.assertNotEqual(self.probe("livenessProbe", gone), 0)
 
-
     def test_pods_stay_ready_while_redis_is_away(self):
         # Redis restarting (or not up yet when retain's pods start) must not take retain's pods out
         # of the Services: the probes' services stay SERVING; only retain.tier.redis says it.
-        gone = RedisServer(self.local_redis_args())
+        gone = self.start_redis()
         gone.stop()
         with ServerProcess(self.local_args(self.args, gone)) as server:
             self.assert_probes_serving(server)
             self.assertEqual(health(server, "retain.tier.redis")[:2], (3, "NOT_SERVING\n"))
+            server.stop_and_check()
+
+    def test_wrong_password_takes_only_the_tier_down(self):
+        # The rendered args with the Secret's password: the tier comes up. With another password in
+        # the file (a Secret changed while Redis still runs with the old one): Redis refuses AUTH,
+        # retain.tier.redis is NOT_SERVING and the log says so without the password, while the
+        # probes' services stay SERVING (the pods stay in the Services).
+        with ServerProcess(self.local_args(self.args)) as server:
+            self.assertTrue(wait_until(lambda: health(server, "retain.tier.redis")[:2] == (0, "SERVING\n"), timeout=20),
+                            server.log())
+            server.stop_and_check()
+        wrong = secrets.token_hex(32)
+        args = self.local_args(self.args, secret_values={("retain-redis-auth", "password"): wrong})
+        with ServerProcess(args) as server:
+            self.assertTrue(wait_until(lambda: "refused AUTH" in server.log(), timeout=20), server.log())
+            self.assertEqual(health(server, "retain.tier.redis")[:2], (3, "NOT_SERVING\n"))
+            self.assert_probes_serving(server)
+            self.assertNotIn(wrong, server.log())
             server.stop_and_check()
 
 
@@ -375,7 +490,7 @@ class RedisOverlay(RedisRendered, unittest.TestCase):
         # own directory), a turn, then Redis stopped as the kubelet stops it and started again on
         # the same volume: another replica continues the session as one that never moved.
         directory = tempfile.mkdtemp(prefix="retain-k8s-redis-")
-        redis = RedisServer(self.local_redis_args(), directory=directory)
+        redis = self.start_redis(directory=directory)
         a = b = None
         try:
             a = ServerProcess(self.local_args(self.args, redis))
@@ -399,7 +514,7 @@ class RedisOverlay(RedisRendered, unittest.TestCase):
                 long.wait()
             a.stop_and_check()
             self.assertEqual(redis.stop(graceful=True), 0)
-            redis = RedisServer(self.local_redis_args(), port=redis.port, directory=directory)
+            redis = self.start_redis(port=redis.port, directory=directory)
             other = [arg.replace(POD_FIELDS["metadata.name"], "retain-7d4b9c8f6-m9p3z") for arg in self.args]
             b = ServerProcess(self.local_args(other, redis))
             self.assertEqual(json.loads(cli(b, "session", "get", sid, "--json"))["position"], position)
@@ -419,20 +534,25 @@ class RedisOverlay(RedisRendered, unittest.TestCase):
 
 
 def redis_additions(parent, child):
-    """What `child` adds to `parent`'s Deployment (args appended, env, ConfigMap values) and the
-    Deployments with those taken away (so equal when the child changes nothing else)."""
+    """What `child` adds to `parent`'s Deployment (args, env and volume mounts appended to the
+    container, volumes to the pod, ConfigMap values) and the Deployments with those taken away (so
+    equal when the child changes nothing else)."""
     def parts(objects):
         deployment = json.loads(json.dumps([o for o in objects if o["kind"] == "Deployment"][0]))
-        config = [o for o in objects if o["kind"] == "ConfigMap"][0]["data"]
-        container = deployment["spec"]["template"]["spec"]["containers"][0]
-        del container["envFrom"]  # the ConfigMap's hashed name
-        return deployment, container, config
-    pd, pc, pconfig = parts(parent)
-    cd, cc, cconfig = parts(child)
-    assert cc["args"][:len(pc["args"])] == pc["args"], "the child appends to the parent's args"
-    added = {"args": cc["args"][len(pc["args"]):], "env": cc.pop("env", []),
-             "config": {k: v for k, v in cconfig.items() if pconfig.get(k) != v}}
-    cc["args"] = cc["args"][:len(pc["args"])]
+        pod = deployment["spec"]["template"]["spec"]
+        del pod["containers"][0]["envFrom"]  # the ConfigMap's hashed name
+        lists = {"args": pod["containers"][0], "env": pod["containers"][0],
+                 "volumeMounts": pod["containers"][0], "volumes": pod}
+        return deployment, lists, [o for o in objects if o["kind"] == "ConfigMap"][0]["data"]
+    pd, plists, pconfig = parts(parent)
+    cd, clists, cconfig = parts(child)
+    added = {"config": {k: v for k, v in cconfig.items() if pconfig.get(k) != v}}
+    for name, holder in clists.items():
+        mine, theirs = holder.pop(name, []), plists[name].get(name, [])
+        assert mine[:len(theirs)] == theirs, f"the child appends to the parent's {name}"
+        added[name] = mine[len(theirs):]
+        if theirs:
+            holder[name] = theirs
     return added, pd, cd
 
 
@@ -445,7 +565,7 @@ class CudaRedis(RedisRendered, unittest.TestCase):
         redis_added, base_deployment, redis_deployment = redis_additions(render("base"), render("redis"))
         cuda_added, cuda_deployment, cuda_redis_deployment = redis_additions(render("cuda"), self.objects)
         self.assertEqual(cuda_added, redis_added)
-        self.assertTrue(redis_added["args"] and redis_added["env"] and redis_added["config"])
+        self.assertTrue(all(redis_added.values()), redis_added)
         self.assertEqual(redis_deployment, base_deployment)  # nothing else changed
         self.assertEqual(cuda_redis_deployment, cuda_deployment)
         store = {"StatefulSet", "NetworkPolicy"}
