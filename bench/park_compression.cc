@@ -44,9 +44,36 @@ class Codec {
       ShuffleFloats(src.substr(record_.floats_offset, record_.floats_bytes), staged_.data() + record_.floats_offset);
       src = absl::string_view(staged_.data(), staged_.size());
     }
+    if (method_.block_per_plane) return CompressByPlane(src);
     const size_t n = ZSTD_compressCCtx(cctx_.get(), dst_.data(), dst_.size(), src.data(), src.size(), method_.level);
     if (ZSTD_isError(n)) return absl::InternalError(absl::StrCat("ZSTD_compressCCtx: ", ZSTD_getErrorName(n)));
     compressed_ = n;
+    return absl::OkStatus();
+  }
+
+  // One frame whose blocks end where the shuffled planes do: [header + plane 0], plane 1,
+  // plane 2, [plane 3 + tail]. Any zstd decoder reads it as one frame.
+  absl::Status CompressByPlane(absl::string_view src) {
+    const size_t plane = record_.floats_bytes / 4;
+    const size_t cuts[] = {record_.floats_offset + plane, record_.floats_offset + 2 * plane,
+                           record_.floats_offset + 3 * plane, src.size()};
+    ZSTD_CCtx* c = cctx_.get();
+    ZSTD_CCtx_reset(c, ZSTD_reset_session_only);
+    ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, method_.level);
+    ZSTD_CCtx_setPledgedSrcSize(c, src.size());
+    ZSTD_outBuffer out{dst_.data(), dst_.size(), 0};
+    size_t begin = 0;
+    for (size_t end : cuts) {
+      ZSTD_inBuffer in{src.data() + begin, end - begin, 0};
+      const ZSTD_EndDirective how = end == src.size() ? ZSTD_e_end : ZSTD_e_flush;
+      size_t left;
+      do {  // dst_ holds ZSTD_compressBound bytes, so this ends; the loop is what the API asks
+        left = ZSTD_compressStream2(c, &out, &in, how);
+        if (ZSTD_isError(left)) return absl::InternalError(absl::StrCat("ZSTD_compressStream2: ", ZSTD_getErrorName(left)));
+      } while (left != 0);
+      begin = end;
+    }
+    compressed_ = out.pos;
     return absl::OkStatus();
   }
 
@@ -105,7 +132,9 @@ void UnshuffleFloats(absl::string_view in, char* out) {
 
 std::string ZstdVersion() { return ZSTD_versionString(); }
 
-std::string Method::Name() const { return absl::StrCat(shuffle ? "shuffle+" : "", "zstd-", level); }
+std::string Method::Name() const {
+  return absl::StrCat(block_per_plane ? "planes+" : shuffle ? "shuffle+" : "", "zstd-", level);
+}
 
 absl::StatusOr<Result> Measure(const ParkedRecord& record, const Method& method, int repeats, int ops_per_repeat) {
   Codec codec(record, method);

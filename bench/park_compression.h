@@ -33,6 +33,11 @@ void UnshuffleFloats(absl::string_view in, char* out);
 struct Method {
   int level = 1;         // zstd level
   bool shuffle = false;  // byte-shuffle the state block first
+  // With shuffle: end a zstd block at each byte plane's end (ZSTD_e_flush), so each plane gets its
+  // own literal statistics. zstd codes the literals of a block (up to 128 KiB) with one Huffman
+  // table: a record smaller than that puts the compressible sign/exponent plane and the three
+  // near-random mantissa planes under one table, and the shuffle alone then gains almost nothing.
+  bool block_per_plane = false;
   std::string Name() const;
 };
 

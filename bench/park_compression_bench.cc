@@ -1,9 +1,10 @@
 // retain-park-compression-bench: would zstd pay for itself on parked session states? Measured on
 // real states: the recurrent state of a real model after real tokens, parked through the host
 // tier's own ModelParking (so the bytes are exactly the record a tier holds: export-format header,
-// Model::ExportState block, checksum), then zstd at levels 1, 3, 9, 19 and byte-shuffle + zstd at
-// 1 and 3: ratio, compress and decompress MB/s (medians of repeats), every round trip checked
-// byte for byte (the bench stops with an error if one differs).
+// Model::ExportState block, checksum), then zstd at levels 1, 3, 9, 19, byte-shuffle + zstd at
+// 1 and 3, and byte-shuffle + zstd with a block per byte plane at 1 and 3 ("planes+"): ratio,
+// compress and decompress MB/s (medians of repeats), every round trip checked byte for byte (the
+// bench stops with an error if one differs).
 //
 //   retain-park-compression-bench [--model DIR] [--text FILE] [--kits DIR] [--repeats 7]
 //                                 [--repeat-bytes 1048576] [--synthetic-1.5b]
@@ -44,7 +45,7 @@ using engine::TokenId;
 constexpr char kUsage[] =
     "usage: retain-park-compression-bench [--model DIR] [--text FILE] [--kits DIR] [--repeats 7]\n"
     "                                     [--repeat-bytes 1048576] [--synthetic-1.5b]\n"
-    "zstd (levels 1, 3, 9, 19; byte-shuffle + 1, 3) on parked records of real session states: the\n"
+    "zstd (levels 1, 3, 9, 19; byte-shuffle + 1, 3; shuffle + a block per plane, 1, 3) on parked records of real session states: the\n"
     "default model after 16/256/4096 tokens of --text, and every conformance kit after its case.\n"
     "Markdown tables on stdout. Defaults: the source tree's models/rwkv7-kjv-byte, its heldout.txt,\n"
     "tests/data/conformance.\n";
@@ -69,7 +70,8 @@ absl::StatusOr<Options> Parse(int argc, char** argv) {
 }
 
 const std::vector<Method>& Methods() {
-  static const std::vector<Method> m = {{1, false}, {3, false}, {9, false}, {19, false}, {1, true}, {3, true}};
+  static const std::vector<Method> m = {{1, false}, {3, false}, {9, false},      {19, false},
+                                        {1, true},  {3, true},  {1, true, true}, {3, true, true}};
   return m;
 }
 

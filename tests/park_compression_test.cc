@@ -88,7 +88,7 @@ TEST(ParkCompression, RoundTripsARealRecordWithEveryMethod) {
   Live l = RunKit();
   auto r = LocateStateFloats("kit", Encode(l, false), l.model->state_bytes());
   ASSERT_TRUE(r.ok()) << r.status();
-  for (const Method& m : {Method{1, false}, Method{19, false}, Method{3, true}}) {
+  for (const Method& m : {Method{1, false}, Method{19, false}, Method{3, true}, Method{1, true, true}}) {
     auto res = Measure(*r, m, 2, 3);
     ASSERT_TRUE(res.ok()) << m.Name() << ": " << res.status();
     EXPECT_EQ(res->raw_bytes, r->bytes.size());
