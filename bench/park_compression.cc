@@ -118,16 +118,18 @@ absl::StatusOr<ParkedRecord> LocateStateFloats(std::string label, std::string by
   return r;
 }
 
+// Plane by plane, so that one side of the copy is a single sequential stream: four interleaved
+// output streams n bytes apart ran 5x slower on a 13 MB state (measured here, 2-core VM).
 void ShuffleFloats(absl::string_view in, char* out) {
   const size_t n = in.size() / 4;
-  for (size_t i = 0; i < n; ++i)
-    for (size_t b = 0; b < 4; ++b) out[b * n + i] = in[4 * i + b];
+  for (size_t b = 0; b < 4; ++b)
+    for (size_t i = 0; i < n; ++i) out[b * n + i] = in[4 * i + b];
 }
 
 void UnshuffleFloats(absl::string_view in, char* out) {
   const size_t n = in.size() / 4;
-  for (size_t i = 0; i < n; ++i)
-    for (size_t b = 0; b < 4; ++b) out[4 * i + b] = in[b * n + i];
+  for (size_t b = 0; b < 4; ++b)
+    for (size_t i = 0; i < n; ++i) out[4 * i + b] = in[b * n + i];
 }
 
 std::string ZstdVersion() { return ZSTD_versionString(); }
