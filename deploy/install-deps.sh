@@ -17,6 +17,9 @@ packages=(
   libssl-dev
   # The Redis state tier (--redis) speaks to Redis through hiredis; its tests run a real redis-server.
   libhiredis-dev redis-server redis-tools  # redis-tools: redis-cli, which builds the test cluster
+  # retain-park-compression-bench measures zstd on parked session states (the engine and server
+  # do not link it).
+  libzstd-dev
   python3 python3-grpcio python3-protobuf curl
   # client/python installs with pip into a venv (tests/python/test_python_client.py); the TLS
   # tests make their certificates with openssl; client/node runs on node.
