@@ -1,0 +1,240 @@
+// A request cut while the engine is still prefilling its prompt (cancel, which StopGeneration and
+// a client's disconnect are; a failed step) leaves its session at exactly the prompt tokens fed,
+// and an empty prompt continues it, as after any other request end (EOS, a stop token). Truth: a
+// fresh session fed exactly the consumed tokens in one request, then continued, and the model
+// driven directly (DirectGreedy). The cut is deterministic: prompts are fed 8 tokens a step
+// (max_step_tokens) and the observer cancels after a given model step.
+#include <algorithm>
+#include <atomic>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "retain/engine/serving.h"
+#include "tests/testing/direct_greedy.h"
+#include "tests/testing/engine_requests.h"
+#include "tests/testing/paths.h"
+
+namespace retain::engine {
+namespace {
+
+using retain::testing::Greedy;
+using retain::testing::MakeEngine;
+using retain::testing::RecordingSink;
+using retain::testing::RunToEnd;
+
+constexpr int kChunk = 8;
+
+std::vector<TokenId> Bytes(const std::string& s) { return retain::testing::ByteTokens(s); }
+std::vector<TokenId> DirectGreedy(const std::vector<TokenId>& prompt, int n) {
+  return retain::testing::DirectGreedy(retain::testing::DefaultModelDir(), prompt, n);
+}
+std::vector<TokenId> Cat(std::vector<TokenId> a, const std::vector<TokenId>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+std::vector<TokenId> First(const std::vector<TokenId>& v, size_t n) { return {v.begin(), v.begin() + n}; }
+
+ServingOptions Chunked(int64_t fail_step = 0) {
+  ServingOptions o;
+  o.max_batch = 2;
+  o.max_step_tokens = kChunk;  // every prompt chunk is at most 8 tokens
+  o.checkpoint_interval = 0;   // nothing else cuts a chunk shorter
+  o.test_fail_step = fail_step;
+  return o;
+}
+
+// Cancels every request after the `at`-th model step from when it is armed. OnStep runs on the
+// step thread after the model ran and before the step's results are applied, with no lock held,
+// so the cancel lands between that step and the next: exactly that step's tokens are consumed.
+class CancelAfterStep : public EngineObserver {
+ public:
+  void Arm(Engine* e, int at) {
+    engine_ = e;
+    left_.store(at);
+  }
+  void OnStep(int, int, int, double) override {
+    if (left_.load() > 0 && left_.fetch_sub(1) == 1) engine_->CancelAll();
+  }
+
+ private:
+  Engine* engine_ = nullptr;
+  std::atomic<int> left_{0};
+};
+
+// The greedy continuation of a fresh session fed `consumed` as one prompt.
+std::vector<TokenId> FreshContinuation(Engine& e, const std::vector<TokenId>& consumed, int n) {
+  auto s = e.CreateSession();
+  EXPECT_TRUE(s.ok()) << s.status();
+  auto got = RunToEnd(e, Greedy(consumed, n, s->id));
+  EXPECT_TRUE(got->finished);
+  EXPECT_TRUE(e.DeleteSession(s->id).ok());
+  return got->tokens;
+}
+
+TEST(CutPrompt, CancelAfterTheFirstChunkLeavesItsTokensAndAnEmptyPromptContinuesExactly) {
+  CancelAfterStep cut;
+  auto e = MakeEngine(Chunked(), &cut);
+  const auto prompt = Bytes("In the beginning God created the heaven");  // 39 tokens: 5 chunks
+  auto s = e->CreateSession();
+  ASSERT_TRUE(s.ok());
+  cut.Arm(e.get(), 1);
+  auto sink = RunToEnd(*e, Greedy(prompt, 10, s->id));
+  ASSERT_TRUE(sink->finished);
+  EXPECT_EQ(sink->finished->reason, FinishReason::kCancelled);
+  EXPECT_TRUE(sink->tokens.empty());
+  EXPECT_EQ(sink->finished->prompt_tokens, kChunk);
+  EXPECT_EQ(sink->finished->position, kChunk);
+  EXPECT_EQ(e->GetSession(s->id)->position, kChunk);
+
+  const auto consumed = First(prompt, kChunk);
+  auto rest = RunToEnd(*e, Greedy({}, 12, s->id));
+  ASSERT_TRUE(rest->finished) << rest->error;
+  EXPECT_EQ(rest->tokens, FreshContinuation(*e, consumed, 12));
+  EXPECT_EQ(rest->tokens, DirectGreedy(consumed, 12));
+  EXPECT_EQ(e->GetSession(s->id)->position, kChunk + 12);
+}
+
+TEST(CutPrompt, ACutAfterThePendingTokenAndPartOfThePromptContinuesFromThere) {
+  CancelAfterStep cut;
+  auto e = MakeEngine(Chunked(), &cut);
+  const auto first = Bytes("And God said");
+  auto s = e->CreateSession();
+  auto turn = RunToEnd(*e, Greedy(first, 3, s->id));  // its third token stays pending
+  ASSERT_EQ(turn->tokens.size(), 3u);
+  const int64_t before = e->GetSession(s->id)->position;
+  ASSERT_EQ(before, static_cast<int64_t>(first.size() + 3));
+  const auto second = Bytes(", Let there be light: and there was light.");
+  // Two chunks: the pending token and 7 prompt tokens, then 8 more.
+  cut.Arm(e.get(), 2);
+  auto sink = RunToEnd(*e, Greedy(second, 10, s->id));
+  ASSERT_TRUE(sink->finished);
+  EXPECT_EQ(sink->finished->reason, FinishReason::kCancelled);
+  const size_t fed = 2 * kChunk - 1;  // prompt tokens consumed (the pending one was counted before)
+  EXPECT_EQ(sink->finished->prompt_tokens, static_cast<int>(fed));
+  EXPECT_EQ(e->GetSession(s->id)->position, before + static_cast<int64_t>(fed));
+
+  const auto consumed = Cat(Cat(first, turn->tokens), First(second, fed));
+  auto rest = RunToEnd(*e, Greedy({}, 12, s->id));
+  EXPECT_EQ(rest->tokens, FreshContinuation(*e, consumed, 12));
+  EXPECT_EQ(rest->tokens, DirectGreedy(consumed, 12));
+}
+
+TEST(CutPrompt, ACutPrefillOnlyRequestContinuesFromItsLastChunk) {
+  CancelAfterStep cut;
+  auto e = MakeEngine(Chunked(), &cut);
+  const auto prompt = Bytes("Blessed are the poor in spirit");
+  auto s = e->CreateSession();
+  cut.Arm(e.get(), 1);
+  auto sink = RunToEnd(*e, Greedy(prompt, 0, s->id));  // max_tokens 0: CreateSession's prefix
+  ASSERT_TRUE(sink->finished);
+  EXPECT_EQ(sink->finished->reason, FinishReason::kCancelled);
+  EXPECT_EQ(e->GetSession(s->id)->position, kChunk);
+  auto rest = RunToEnd(*e, Greedy({}, 10, s->id));
+  EXPECT_EQ(rest->tokens, DirectGreedy(First(prompt, kChunk), 10));
+}
+
+TEST(CutPrompt, AFailedStepInsideThePromptLeavesTheChunksBeforeItAndAnEmptyPromptContinues) {
+  auto e = MakeEngine(Chunked(/*fail_step=*/3));
+  const auto prompt = Bytes("The LORD is my shepherd; I shall not want.");
+  auto s = e->CreateSession();
+  auto sink = RunToEnd(*e, Greedy(prompt, 10, s->id));
+  EXPECT_FALSE(sink->finished);
+  EXPECT_EQ(sink->error.code(), absl::StatusCode::kInternal) << sink->error;
+  EXPECT_EQ(e->GetSession(s->id)->position, 2 * kChunk);
+  auto rest = RunToEnd(*e, Greedy({}, 10, s->id));
+  EXPECT_EQ(rest->tokens, DirectGreedy(First(prompt, 2 * kChunk), 10));
+}
+
+TEST(CutPrompt, ACutSessionExportedForkedAndImportedContinuesAsItWould) {
+  CancelAfterStep cut;
+  auto e = MakeEngine(Chunked(), &cut);
+  auto other = MakeEngine(Chunked());
+  const auto prompt = Bytes("Now the serpent was more subtil");
+  auto s = e->CreateSession();
+  cut.Arm(e.get(), 2);
+  auto sink = RunToEnd(*e, Greedy(prompt, 10, s->id));
+  ASSERT_TRUE(sink->finished);
+  ASSERT_EQ(e->GetSession(s->id)->position, 2 * kChunk);
+  const auto expect = DirectGreedy(First(prompt, 2 * kChunk), 10);
+
+  auto snap = e->ExportSession(s->id);
+  ASSERT_TRUE(snap.ok()) << snap.status();
+  EXPECT_FALSE(snap->pending.has_value());
+  EXPECT_EQ(snap->last_logits.size(), static_cast<size_t>(e->model().config().vocab_size));
+  auto moved = other->ImportSession(*snap);
+  ASSERT_TRUE(moved.ok()) << moved.status();
+  auto fork = e->ForkSession(s->id);
+  ASSERT_TRUE(fork.ok()) << fork.status();
+  EXPECT_EQ(RunToEnd(*other, Greedy({}, 10, moved->id))->tokens, expect);
+  EXPECT_EQ(RunToEnd(*e, Greedy({}, 10, fork->id))->tokens, expect);
+  EXPECT_EQ(RunToEnd(*e, Greedy({}, 10, s->id))->tokens, expect);
+}
+
+TEST(CutPrompt, ARequestCutBeforeItFedAnythingLeavesTheStoredLogitsAsTheyWere) {
+  CancelAfterStep cut;
+  auto e = MakeEngine(Chunked(), &cut);
+  const auto prompt = Bytes("Thou shalt not");
+  auto s = e->CreateSession();
+  cut.Arm(e.get(), 1);
+  RunToEnd(*e, Greedy(prompt, 10, s->id));  // cut after 8: the session holds logits, no pending token
+  // Queued behind nothing, cancelled before its first step: nothing of it is consumed.
+  auto sink = std::make_shared<RecordingSink>();
+  GenerateInput in = Greedy(Bytes("kill"), 10, s->id);
+  in.deadline = absl::Now() - absl::Seconds(1);
+  auto id = e->Submit(std::move(in), sink);
+  ASSERT_TRUE(id.ok()) << id.status();
+  sink->Wait();
+  ASSERT_TRUE(sink->finished);
+  EXPECT_EQ(sink->finished->reason, FinishReason::kDeadline);
+  EXPECT_EQ(e->GetSession(s->id)->position, kChunk);
+  EXPECT_EQ(RunToEnd(*e, Greedy({}, 10, s->id))->tokens, DirectGreedy(First(prompt, kChunk), 10));
+}
+
+// Not cuts, but request ends that left no pending token before either: the token drawn is not
+// sent, and an empty prompt draws again from the same logits.
+TEST(CutPrompt, AfterEosOrAStopTokenAnEmptyPromptDrawsFromTheSameLogits) {
+  const auto prompt = Bytes("And the evening and the morning were");
+  const auto whole = DirectGreedy(prompt, 16);
+  const TokenId stop = whole[5];
+  const size_t at = static_cast<size_t>(std::find(whole.begin(), whole.end(), stop) - whole.begin());
+  std::vector<TokenId> after(whole.begin() + static_cast<std::ptrdiff_t>(at), whole.begin() + static_cast<std::ptrdiff_t>(at) + 8);
+
+  auto e = MakeEngine(Chunked());
+  auto s = e->CreateSession();
+  GenerateInput in = Greedy(prompt, 16, s->id);
+  in.stop_token_ids = {stop};
+  auto stopped = RunToEnd(*e, std::move(in));
+  ASSERT_TRUE(stopped->finished);
+  EXPECT_EQ(stopped->finished->reason, FinishReason::kStop);
+  EXPECT_EQ(stopped->tokens.size(), at);
+  EXPECT_EQ(RunToEnd(*e, Greedy({}, 8, s->id))->tokens, after);
+
+  ServingOptions o = Chunked();
+  o.eos_token_id = stop;
+  auto eos_engine = MakeEngine(o);
+  auto t = eos_engine->CreateSession();
+  auto ended = RunToEnd(*eos_engine, Greedy(prompt, 16, t->id));
+  ASSERT_TRUE(ended->finished);
+  EXPECT_EQ(ended->finished->reason, FinishReason::kEos);
+  EXPECT_EQ(ended->tokens.size(), at);
+  // Greedy again: the same EOS, nothing consumed; with ignore_eos the continuation goes on.
+  auto again = RunToEnd(*eos_engine, Greedy({}, 8, t->id));
+  ASSERT_TRUE(again->finished);
+  EXPECT_EQ(again->finished->reason, FinishReason::kEos);
+  EXPECT_TRUE(again->tokens.empty());
+  GenerateInput past = Greedy({}, 8, t->id);
+  past.ignore_eos = true;
+  EXPECT_EQ(RunToEnd(*eos_engine, std::move(past))->tokens, after);
+}
+
+TEST(CutPrompt, ASessionThatConsumedNothingIsStillRefusedAnEmptyPrompt) {
+  auto e = MakeEngine(Chunked());
+  auto s = e->CreateSession();
+  auto st = e->Submit(Greedy({}, 4, s->id), std::make_shared<RecordingSink>()).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
+  EXPECT_NE(st.message().find("position 0"), std::string::npos) << st;
+}
+
+}  // namespace
+}  // namespace retain::engine
