@@ -6,7 +6,9 @@
 // (max_step_tokens) and the observer cancels after a given model step.
 #include <algorithm>
 #include <atomic>
+#include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -18,6 +20,7 @@
 namespace retain::engine {
 namespace {
 
+using retain::testing::DirectGreedy;
 using retain::testing::Greedy;
 using retain::testing::MakeEngine;
 using retain::testing::RecordingSink;
@@ -26,9 +29,6 @@ using retain::testing::RunToEnd;
 constexpr int kChunk = 8;
 
 std::vector<TokenId> Bytes(const std::string& s) { return retain::testing::ByteTokens(s); }
-std::vector<TokenId> DirectGreedy(const std::vector<TokenId>& prompt, int n) {
-  return retain::testing::DirectGreedy(retain::testing::DefaultModelDir(), prompt, n);
-}
 std::vector<TokenId> Cat(std::vector<TokenId> a, const std::vector<TokenId>& b) {
   a.insert(a.end(), b.begin(), b.end());
   return a;
@@ -62,6 +62,29 @@ class CancelAfterStep : public EngineObserver {
   std::atomic<int> left_{0};
 };
 
+// An engine feeding prompts 8 tokens a step, whose requests can be cut after a given step.
+struct CutEngine {
+  CancelAfterStep cut;
+  std::unique_ptr<Engine> e = MakeEngine(Chunked(), &cut);
+
+  // Runs `in` on a session (a new one when in.session_id is empty), cancelled after `steps`
+  // model steps; returns the session id and what the request streamed.
+  std::pair<std::string, std::shared_ptr<RecordingSink>> Run(GenerateInput in, int steps) {
+    if (in.session_id.empty()) {
+      auto s = e->CreateSession();
+      EXPECT_TRUE(s.ok()) << s.status();
+      in.session_id = s->id;
+    }
+    std::string id = in.session_id;
+    cut.Arm(e.get(), steps);
+    auto sink = RunToEnd(*e, std::move(in));
+    EXPECT_TRUE(sink->finished);
+    if (sink->finished) EXPECT_EQ(sink->finished->reason, FinishReason::kCancelled);
+    return {id, sink};
+  }
+  int64_t Position(const std::string& id) { return e->GetSession(id)->position; }
+};
+
 // The greedy continuation of a fresh session fed `consumed` as one prompt.
 std::vector<TokenId> FreshContinuation(Engine& e, const std::vector<TokenId>& consumed, int n) {
   auto s = e.CreateSession();
@@ -73,64 +96,51 @@ std::vector<TokenId> FreshContinuation(Engine& e, const std::vector<TokenId>& co
 }
 
 TEST(CutPrompt, CancelAfterTheFirstChunkLeavesItsTokensAndAnEmptyPromptContinuesExactly) {
-  CancelAfterStep cut;
-  auto e = MakeEngine(Chunked(), &cut);
+  CutEngine c;
   const auto prompt = Bytes("In the beginning God created the heaven");  // 39 tokens: 5 chunks
-  auto s = e->CreateSession();
-  ASSERT_TRUE(s.ok());
-  cut.Arm(e.get(), 1);
-  auto sink = RunToEnd(*e, Greedy(prompt, 10, s->id));
+  auto [id, sink] = c.Run(Greedy(prompt, 10), 1);
   ASSERT_TRUE(sink->finished);
-  EXPECT_EQ(sink->finished->reason, FinishReason::kCancelled);
   EXPECT_TRUE(sink->tokens.empty());
   EXPECT_EQ(sink->finished->prompt_tokens, kChunk);
   EXPECT_EQ(sink->finished->position, kChunk);
-  EXPECT_EQ(e->GetSession(s->id)->position, kChunk);
+  EXPECT_EQ(c.Position(id), kChunk);
 
   const auto consumed = First(prompt, kChunk);
-  auto rest = RunToEnd(*e, Greedy({}, 12, s->id));
+  auto rest = RunToEnd(*c.e, Greedy({}, 12, id));
   ASSERT_TRUE(rest->finished) << rest->error;
-  EXPECT_EQ(rest->tokens, FreshContinuation(*e, consumed, 12));
+  EXPECT_EQ(rest->tokens, FreshContinuation(*c.e, consumed, 12));
   EXPECT_EQ(rest->tokens, DirectGreedy(consumed, 12));
-  EXPECT_EQ(e->GetSession(s->id)->position, kChunk + 12);
+  EXPECT_EQ(c.Position(id), kChunk + 12);
 }
 
 TEST(CutPrompt, ACutAfterThePendingTokenAndPartOfThePromptContinuesFromThere) {
-  CancelAfterStep cut;
-  auto e = MakeEngine(Chunked(), &cut);
+  CutEngine c;
   const auto first = Bytes("And God said");
-  auto s = e->CreateSession();
-  auto turn = RunToEnd(*e, Greedy(first, 3, s->id));  // its third token stays pending
+  auto s = c.e->CreateSession();
+  auto turn = RunToEnd(*c.e, Greedy(first, 3, s->id));  // its third token stays pending
   ASSERT_EQ(turn->tokens.size(), 3u);
-  const int64_t before = e->GetSession(s->id)->position;
+  const int64_t before = c.Position(s->id);
   ASSERT_EQ(before, static_cast<int64_t>(first.size() + 3));
   const auto second = Bytes(", Let there be light: and there was light.");
   // Two chunks: the pending token and 7 prompt tokens, then 8 more.
-  cut.Arm(e.get(), 2);
-  auto sink = RunToEnd(*e, Greedy(second, 10, s->id));
+  auto [id, sink] = c.Run(Greedy(second, 10, s->id), 2);
   ASSERT_TRUE(sink->finished);
-  EXPECT_EQ(sink->finished->reason, FinishReason::kCancelled);
   const size_t fed = 2 * kChunk - 1;  // prompt tokens consumed (the pending one was counted before)
   EXPECT_EQ(sink->finished->prompt_tokens, static_cast<int>(fed));
-  EXPECT_EQ(e->GetSession(s->id)->position, before + static_cast<int64_t>(fed));
+  EXPECT_EQ(c.Position(id), before + static_cast<int64_t>(fed));
 
   const auto consumed = Cat(Cat(first, turn->tokens), First(second, fed));
-  auto rest = RunToEnd(*e, Greedy({}, 12, s->id));
-  EXPECT_EQ(rest->tokens, FreshContinuation(*e, consumed, 12));
+  auto rest = RunToEnd(*c.e, Greedy({}, 12, id));
+  EXPECT_EQ(rest->tokens, FreshContinuation(*c.e, consumed, 12));
   EXPECT_EQ(rest->tokens, DirectGreedy(consumed, 12));
 }
 
 TEST(CutPrompt, ACutPrefillOnlyRequestContinuesFromItsLastChunk) {
-  CancelAfterStep cut;
-  auto e = MakeEngine(Chunked(), &cut);
+  CutEngine c;
   const auto prompt = Bytes("Blessed are the poor in spirit");
-  auto s = e->CreateSession();
-  cut.Arm(e.get(), 1);
-  auto sink = RunToEnd(*e, Greedy(prompt, 0, s->id));  // max_tokens 0: CreateSession's prefix
-  ASSERT_TRUE(sink->finished);
-  EXPECT_EQ(sink->finished->reason, FinishReason::kCancelled);
-  EXPECT_EQ(e->GetSession(s->id)->position, kChunk);
-  auto rest = RunToEnd(*e, Greedy({}, 10, s->id));
+  auto [id, sink] = c.Run(Greedy(prompt, 0), 1);  // max_tokens 0: CreateSession's prefix
+  EXPECT_EQ(c.Position(id), kChunk);
+  auto rest = RunToEnd(*c.e, Greedy({}, 10, id));
   EXPECT_EQ(rest->tokens, DirectGreedy(First(prompt, kChunk), 10));
 }
 
@@ -147,48 +157,39 @@ TEST(CutPrompt, AFailedStepInsideThePromptLeavesTheChunksBeforeItAndAnEmptyPromp
 }
 
 TEST(CutPrompt, ACutSessionExportedForkedAndImportedContinuesAsItWould) {
-  CancelAfterStep cut;
-  auto e = MakeEngine(Chunked(), &cut);
+  CutEngine c;
+  Engine* e = c.e.get();
   auto other = MakeEngine(Chunked());
   const auto prompt = Bytes("Now the serpent was more subtil");
-  auto s = e->CreateSession();
-  cut.Arm(e.get(), 2);
-  auto sink = RunToEnd(*e, Greedy(prompt, 10, s->id));
-  ASSERT_TRUE(sink->finished);
-  ASSERT_EQ(e->GetSession(s->id)->position, 2 * kChunk);
+  const std::string id = c.Run(Greedy(prompt, 10), 2).first;
+  ASSERT_EQ(c.Position(id), 2 * kChunk);
   const auto expect = DirectGreedy(First(prompt, 2 * kChunk), 10);
 
-  auto snap = e->ExportSession(s->id);
+  auto snap = e->ExportSession(id);
   ASSERT_TRUE(snap.ok()) << snap.status();
   EXPECT_FALSE(snap->pending.has_value());
   EXPECT_EQ(snap->last_logits.size(), static_cast<size_t>(e->model().config().vocab_size));
   auto moved = other->ImportSession(*snap);
   ASSERT_TRUE(moved.ok()) << moved.status();
-  auto fork = e->ForkSession(s->id);
+  auto fork = e->ForkSession(id);
   ASSERT_TRUE(fork.ok()) << fork.status();
   EXPECT_EQ(RunToEnd(*other, Greedy({}, 10, moved->id))->tokens, expect);
   EXPECT_EQ(RunToEnd(*e, Greedy({}, 10, fork->id))->tokens, expect);
-  EXPECT_EQ(RunToEnd(*e, Greedy({}, 10, s->id))->tokens, expect);
+  EXPECT_EQ(RunToEnd(*e, Greedy({}, 10, id))->tokens, expect);
 }
 
 TEST(CutPrompt, ARequestCutBeforeItFedAnythingLeavesTheStoredLogitsAsTheyWere) {
-  CancelAfterStep cut;
-  auto e = MakeEngine(Chunked(), &cut);
+  CutEngine c;
   const auto prompt = Bytes("Thou shalt not");
-  auto s = e->CreateSession();
-  cut.Arm(e.get(), 1);
-  RunToEnd(*e, Greedy(prompt, 10, s->id));  // cut after 8: the session holds logits, no pending token
-  // Queued behind nothing, cancelled before its first step: nothing of it is consumed.
-  auto sink = std::make_shared<RecordingSink>();
-  GenerateInput in = Greedy(Bytes("kill"), 10, s->id);
+  const std::string id = c.Run(Greedy(prompt, 10), 1).first;  // the session holds logits, no pending token
+  // Past its deadline when the step thread first sees it: it leaves before feeding anything.
+  GenerateInput in = Greedy(Bytes("kill"), 10, id);
   in.deadline = absl::Now() - absl::Seconds(1);
-  auto id = e->Submit(std::move(in), sink);
-  ASSERT_TRUE(id.ok()) << id.status();
-  sink->Wait();
-  ASSERT_TRUE(sink->finished);
-  EXPECT_EQ(sink->finished->reason, FinishReason::kDeadline);
-  EXPECT_EQ(e->GetSession(s->id)->position, kChunk);
-  EXPECT_EQ(RunToEnd(*e, Greedy({}, 10, s->id))->tokens, DirectGreedy(First(prompt, kChunk), 10));
+  auto late = RunToEnd(*c.e, std::move(in));
+  ASSERT_TRUE(late->finished);
+  EXPECT_EQ(late->finished->reason, FinishReason::kDeadline);
+  EXPECT_EQ(c.Position(id), kChunk);
+  EXPECT_EQ(RunToEnd(*c.e, Greedy({}, 10, id))->tokens, DirectGreedy(First(prompt, kChunk), 10));
 }
 
 // Not cuts, but request ends that left no pending token before either: the token drawn is not
