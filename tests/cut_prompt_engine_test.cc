@@ -178,6 +178,25 @@ TEST(CutPrompt, ACutSessionExportedForkedAndImportedContinuesAsItWould) {
   EXPECT_EQ(RunToEnd(*e, Greedy({}, 10, id))->tokens, expect);
 }
 
+TEST(CutPrompt, AnImportedCutSessionRewoundToItsOwnPositionStillContinues) {
+  CutEngine c;
+  auto other = MakeEngine(Chunked());
+  const auto prompt = Bytes("Honour thy father and thy mother");
+  const std::string id = c.Run(Greedy(prompt, 10), 1).first;
+  auto snap = c.e->ExportSession(id);
+  ASSERT_TRUE(snap.ok()) << snap.status();
+  auto moved = other->ImportSession(*snap);
+  ASSERT_TRUE(moved.ok()) << moved.status();
+  // Nothing before the import is known: the rewind restores the import's own checkpoint and
+  // re-feeds nothing, so the logits the snapshot carried are what continues it.
+  auto sink = std::make_shared<RecordingSink>();
+  ASSERT_TRUE(other->RewindSession(moved->id, kChunk, absl::InfiniteFuture(), sink).ok());
+  sink->Wait();
+  ASSERT_TRUE(sink->finished) << sink->error;
+  EXPECT_EQ(other->GetSession(moved->id)->position, kChunk);
+  EXPECT_EQ(RunToEnd(*other, Greedy({}, 10, moved->id))->tokens, DirectGreedy(First(prompt, kChunk), 10));
+}
+
 TEST(CutPrompt, ARequestCutBeforeItFedAnythingLeavesTheStoredLogitsAsTheyWere) {
   CutEngine c;
   const auto prompt = Bytes("Thou shalt not");
