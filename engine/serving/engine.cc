@@ -821,7 +821,9 @@ absl::StatusOr<std::string> EngineImpl::RewindSession(const std::string& id, int
   pool_->SwapScratch(&s->slot);
   checkpoints_.TruncateAfter(&s->history, start.position);
   // Back to where it already is, from a checkpoint of exactly this state (nothing before it is
-  // known, so nothing is re-fed to make a pending token): its logits still continue it.
+  // known, so nothing is re-fed to make a pending token): its logits still continue it. Not done:
+  // the same exact-checkpoint start below the current position leaves neither a pending token nor
+  // logits (checkpoints keep no logits), so only a non-empty prompt continues such a session.
   const bool same_state = refeed.empty() && position == s->position && !s->pending;
   s->position = start.position;
   s->pending.reset();
