@@ -51,7 +51,6 @@ print(f"- streams {r['requests']}, tokens read {r['tokens_read']} + {r['tokens_s
 print(f"- stream ends: " + ", ".join(f"{k} {v}" for k, v in sorted(r['ends'].items())))
 print(f"- actions: " + ", ".join(f"{k} {v}" for k, v in sorted(r['actions'].items())))
 print(f"- unary errors: " + (", ".join(f"{k} {v}" for k, v in sorted(r['rpc_errors'].items())) or "none"))
-print(f"- empty prompts refused after a cut prompt (known limitation): {r['empty_prompt_refused_after_cut']}")
 print(f"- sessions verified against a replay {r['sessions_verified']} ({r['sessions_with_unread']} with sent-but-unread tokens), mismatched {r['sessions_mismatched']}")
 print(f"- server VmRSS {mib(r['rss_before_bytes']):.1f} MiB before, {mib(r['rss_after_bytes']):.1f} MiB after; caches {mib(r['cache_bytes_before']):.1f} -> {mib(r['cache_bytes_after']):.1f} MiB; ratio less caches {r['rss_ratio']:.3f}")
 print(f"- verdict: **{r['verdict']}** (exit {rc})" + "".join(f"\n  - {c}" for c in r['failed_checks'][:20]))

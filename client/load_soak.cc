@@ -41,7 +41,6 @@ struct Tracked {
   std::string id;
   SessionHistory history;
   std::string last;  // the session's last event, for failure messages
-  bool cut = false;  // its last stream did not end OK (see EmptyAfterCut in soak_stream.cc)
 };
 
 class Worker {
@@ -111,9 +110,7 @@ class Worker {
     c_.tally->Action(PlanName(plan.kind));
     Tracked& s = sessions_[i];
     const v1::GenerateRequest req = GreedyRequest(s.id, Ids(Uniform(0, o_.prompt_tokens)), max_tokens);
-    StreamPlan p = plan;
-    p.empty_after_cut = s.cut && req.prompt_tokens_size() == 0;
-    StreamOutcome out = RunSoakStream(c_, *stub_, req, p, "after " + s.last);
+    StreamOutcome out = RunSoakStream(c_, *stub_, req, plan, "after " + s.last);
     const int64_t before = s.history.position();
     if (!AccountStream(c_, *stub_, s.id, req, out, s.history)) return Forget(i);
     s.last = std::string(PlanName(plan.kind)) + " stream of a " + std::to_string(req.prompt_tokens_size()) +
@@ -121,9 +118,6 @@ class Worker {
              ", read " + std::to_string(out.tokens.size()) + ", ended " +
              (out.status_read ? StatusCodeName(out.status.error_code()) : "dropped") + ", position then " +
              std::to_string(s.history.position());
-    // A refused empty prompt leaves the session as it was, cut or not.
-    if (!(p.empty_after_cut && out.status.error_code() == grpc::StatusCode::FAILED_PRECONDITION))
-      s.cut = !(out.status_read && out.status.ok());
     if (out.status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED)
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
@@ -155,7 +149,7 @@ class Worker {
     v1::Session s;
     grpc::Status st = stub_->ForkSession(&ctx, req, &s);
     if (!st.ok()) return UnaryFailed("ForkSession", st);
-    Adopt(Tracked{s.id(), sessions_[i].history, "forked from a session after " + sessions_[i].last, sessions_[i].cut},
+    Adopt(Tracked{s.id(), sessions_[i].history, "forked from a session after " + sessions_[i].last},
           s.position(),
           "ForkSession");
   }
@@ -187,7 +181,7 @@ class Worker {
       grpc::Status st = writer->Finish();
       if (!st.ok()) return UnaryFailed("ImportSession", st);
     }
-    if (Adopt(Tracked{s.id(), sessions_[i].history, "imported from a session after " + sessions_[i].last, sessions_[i].cut},
+    if (Adopt(Tracked{s.id(), sessions_[i].history, "imported from a session after " + sessions_[i].last},
               s.position(),
               "ImportSession"))
       Continue(sessions_.size() - 1, StreamPlan(), Uniform(1, o_.max_tokens));
@@ -394,7 +388,6 @@ int RunSoakLoad(const GlobalOptions& g, const LoadOptions& o, const LoadTarget& 
                         {"ends", run.ends},
                         {"actions", run.actions},
                         {"rpc_errors", run.rpc_errors},
-                        {"empty_prompt_refused_after_cut", run.empty_prompt_refused},
                         {"sessions_verified", run.sessions_verified.load()},
                         {"sessions_with_unread", run.sessions_with_unread.load()},
                         {"sessions_mismatched", run.sessions_mismatched.load()},
@@ -422,9 +415,7 @@ int RunSoakLoad(const GlobalOptions& g, const LoadOptions& o, const LoadTarget& 
     for (const auto& [k, n] : run.actions) std::printf(" %s %llu", k.c_str(), static_cast<unsigned long long>(n));
     std::printf("\nunary errors:");
     for (const auto& [k, n] : run.rpc_errors) std::printf(" %s %llu", k.c_str(), static_cast<unsigned long long>(n));
-    std::printf("\nempty prompts refused after a cut prompt (known server limitation): %llu\n",
-                static_cast<unsigned long long>(run.empty_prompt_refused));
-    std::printf("sessions verified %llu (%llu with sent-but-unread tokens), mismatched %llu\n",
+    std::printf("\nsessions verified %llu (%llu with sent-but-unread tokens), mismatched %llu\n",
                 static_cast<unsigned long long>(run.sessions_verified.load()),
                 static_cast<unsigned long long>(run.sessions_with_unread.load()),
                 static_cast<unsigned long long>(run.sessions_mismatched.load()));

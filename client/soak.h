@@ -30,9 +30,6 @@ struct StreamPlan {
   int read_delay_ms = 0;    // kSlow: sleep before each read
   int pause_after = -1;     // kSlow: after this many tokens stop reading for pause_ms
   int pause_ms = 0;
-  // The session's last stream was cut (not OK) and this prompt is empty: a FAILED_PRECONDITION
-  // "no pending token" is then the server's known limitation (soak_stream.cc), tallied apart.
-  bool empty_after_cut = false;
 };
 
 const char* PlanName(StreamPlan::Kind k);
@@ -53,7 +50,6 @@ struct SoakTally {
   std::map<std::string, uint64_t> ends;         // "OK", "CANCELLED", "DEADLINE_EXCEEDED", "DROPPED", ...
   std::map<std::string, uint64_t> actions;      // per action name
   std::map<std::string, uint64_t> rpc_errors;   // unary RPCs, by code (documented RESOURCE_EXHAUSTED only)
-  uint64_t empty_prompt_refused = 0;            // the known limitation of EmptyAfterCut (soak_stream.cc)
   std::vector<std::string> failures;            // every failed check, first kFailuresKept kept
   uint64_t failure_count = 0;
   std::atomic<uint64_t> streams{0}, tokens_read{0}, tokens_unread{0}, tokens_generated{0};

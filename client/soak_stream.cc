@@ -7,16 +7,9 @@
 namespace retain::client {
 namespace {
 
-// A known limitation of the server, found by this soak (bench/results/soak.md): a request cut
-// (cancel, deadline, drop) after the engine fed the session's pending token but before the end of
-// its prompt leaves the session with every sent token in its state but no pending token and no
-// logits, so the next request with an empty prompt is refused FAILED_PRECONDITION, where a session
-// that was never cut would continue. Its position and state are right (the replay check holds).
-bool EmptyAfterCut(const StreamPlan& plan, const StreamOutcome& out) {
-  return plan.empty_after_cut && out.status.error_code() == grpc::StatusCode::FAILED_PRECONDITION &&
-         out.status.error_message().find("no pending token") != std::string::npos;
-}
-
+// FAILED_PRECONDITION is never allowed: every session here has consumed a token, and however its
+// last request ended (a cut inside its prompt included, which this soak found refusing an empty
+// prompt before the engine kept a cut chunk's logits) an empty prompt continues it.
 bool EndAllowed(const StreamPlan& plan, const StreamOutcome& out) {
   const grpc::StatusCode code = out.status.error_code();
   if (!out.status_read) return true;  // dropped: no status was read
@@ -142,10 +135,7 @@ StreamOutcome RunSoakStream(const SoakContext& c, v1::Retain::Stub& stub, const 
   c.tally->streams.fetch_add(1, std::memory_order_relaxed);
   c.tally->tokens_read.fetch_add(out.tokens.size(), std::memory_order_relaxed);
   c.tally->End(out.status_read ? StatusCodeName(out.status.error_code()) : "DROPPED");
-  if (EmptyAfterCut(plan, out)) {
-    std::lock_guard<std::mutex> l(c.tally->mu);
-    ++c.tally->empty_prompt_refused;
-  } else if (!EndAllowed(plan, out))
+  if (!EndAllowed(plan, out))
     c.tally->Fail(std::string("a ") + PlanName(plan.kind) + " stream ended " + StatusCodeName(out.status.error_code()) +
                   (out.status.ok() ? " without finished" : ": " + out.status.error_message()) +
                   (context.empty() ? "" : " (" + context + ")"));

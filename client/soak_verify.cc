@@ -57,10 +57,10 @@ std::string Compare(const SoakContext& c, v1::Retain::Stub& stub, const std::str
   if (replay_pos != history.position())
     return "the replay's position " + std::to_string(replay_pos) + " but the history has " +
            std::to_string(history.position());
-  // Both continue from the same one-token prompt, not an empty one: a session cut inside a
-  // prompt has no pending token to continue from (EmptyAfterCut in soak_stream.cc), a fresh one
-  // has; a token fed to both compares their states just the same.
-  const std::vector<int32_t> next = {history.spans().front().ids.front()};
+  // Both continue from an empty prompt: the live session from its pending token or the logits
+  // its last request left (a stream cut inside its prompt, or after a fed token), the replay from
+  // its pending token. So this compares what a client continues from as well as the states.
+  const std::vector<int32_t> next;
   std::vector<int32_t> a, b;
   if (!(why = ReplayStream(c, stub, live, next, continuation, &a)).empty()) return "continuing it: " + why;
   if (!(why = ReplayStream(c, stub, replay, next, continuation, &b)).empty()) return "continuing the replay: " + why;

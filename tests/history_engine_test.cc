@@ -21,16 +21,13 @@
 namespace retain::engine {
 namespace {
 
+using retain::testing::DirectGreedy;
 using retain::testing::Greedy;
 using retain::testing::MakeEngine;
 using retain::testing::RecordingSink;
 using retain::testing::RunToEnd;
 
 std::vector<TokenId> Bytes(const std::string& s) { return retain::testing::ByteTokens(s); }
-
-std::vector<TokenId> DirectGreedy(const std::vector<TokenId>& prompt, int n) {
-  return retain::testing::DirectGreedy(retain::testing::DefaultModelDir(), prompt, n);
-}
 
 std::vector<TokenId> First(const std::vector<TokenId>& v, int64_t n) { return {v.begin(), v.begin() + n}; }
 

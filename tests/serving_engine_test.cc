@@ -22,6 +22,7 @@ namespace retain::engine {
 namespace {
 
 using retain::testing::DefaultModelDir;
+using retain::testing::DirectGreedy;
 using retain::testing::Greedy;
 using retain::testing::MakeEngine;
 using retain::testing::RecordingSink;
@@ -30,10 +31,6 @@ using retain::testing::RunToEnd;
 std::string ModelDir() { return DefaultModelDir(); }
 
 std::vector<TokenId> Bytes(const std::string& s) { return retain::testing::ByteTokens(s); }
-
-std::vector<TokenId> DirectGreedy(const std::vector<TokenId>& prompt, int n) {
-  return retain::testing::DirectGreedy(DefaultModelDir(), prompt, n);
-}
 
 TEST(StepPlanner, DecodesFirstThenPromptChunksInArrivalOrderWithinBudget) {
   std::vector<PlanItem> plan;

@@ -80,9 +80,11 @@ struct Session {
   int slot = -1;
   int64_t position = 0;             // tokens consumed, the pending one included
   std::optional<TokenId> pending;   // delivered, not yet fed
-  // The logits after the last fed token, kept only when a stream went away after that token was
-  // fed and before another was delivered: the next request samples from them, so continuing
-  // equals never having stopped.
+  // Without a pending token: the logits after the last fed token, so an empty prompt continues
+  // exactly as a session that never stopped. Every step that feeds a request's tokens and does
+  // not sample (a prompt chunk before the last, a prefill-only request) keeps its row here, and a
+  // sampled row that is not delivered (the stream went away, EOS, a stop token) is kept too, so
+  // however a request ends its session can continue. Freed when a pending token takes over.
   std::vector<float> last_logits;
   absl::Time created, last_used;
   Request* request = nullptr;       // the one in flight
@@ -716,9 +718,12 @@ absl::StatusOr<std::string> EngineImpl::Submit(GenerateInput in, std::shared_ptr
     } else if ((*found)->request != nullptr) {
       ready = Busy(in.session_id);
     } else if (in.prompt.empty() && !(*found)->pending && (*found)->last_logits.empty()) {
+      // Every request end leaves a session that consumed a token continuable; what is left is a
+      // session that consumed none, or one imported or rewound without them (a snapshot that
+      // carried neither).
       ready = absl::FailedPreconditionError(absl::StrCat(
-          "prompt is empty and session ", in.session_id,
-          " has no pending token to continue from (it is new, or its last request ended on EOS or a stop token)"));
+          "prompt is empty and session ", in.session_id, " (position ", (*found)->position,
+          ") has no pending token or last logits to continue from: send a prompt"));
     }
     if (!ready.ok()) {
       if (parking_ != nullptr) parking_->Unclaim(in.session_id);
@@ -766,11 +771,9 @@ std::string EngineImpl::EnqueueLocked(std::unique_ptr<Request> r, Session* s, ab
     s->pending.reset();
   }
   r->input.insert(r->input.end(), prompt.begin(), prompt.end());
-  if (!r->input.empty()) {
-    s->last_logits.clear();  // whatever is fed next supersedes them
-  } else {
-    r->from_stored = !r->prefill_only;
-  }
+  // Stored logits stay until a step feeds this request (which replaces them) or a pending token
+  // supersedes them: a request cut before it feeds anything leaves them as they were.
+  if (r->input.empty()) r->from_stored = !r->prefill_only;
   if (r->prefill_only && !r->input.empty()) {
     r->hold_back = r->input.back();
     r->input.pop_back();
@@ -817,9 +820,14 @@ absl::StatusOr<std::string> EngineImpl::RewindSession(const std::string& id, int
   RETAIN_RETURN_IF_ERROR(start.state != nullptr ? model_->ImportState(*start.state, scratch) : model_->InitState(scratch));
   pool_->SwapScratch(&s->slot);
   checkpoints_.TruncateAfter(&s->history, start.position);
+  // Back to where it already is, from a checkpoint of exactly this state (nothing before it is
+  // known, so nothing is re-fed to make a pending token): its logits still continue it. Not done:
+  // the same exact-checkpoint start below the current position leaves neither a pending token nor
+  // logits (checkpoints keep no logits), so only a non-empty prompt continues such a session.
+  const bool same_state = refeed.empty() && position == s->position && !s->pending;
   s->position = start.position;
   s->pending.reset();
-  s->last_logits.clear();
+  if (!same_state) s->last_logits.clear();
   r->prompt_tokens = static_cast<int>(refeed.size());
   std::string rid = EnqueueLocked(std::move(r), s, refeed);
   l.unlock();
@@ -880,6 +888,8 @@ FinishedEvent EngineImpl::FinishLocked(Request* r, FinishReason reason, Clock::t
       if (!s->anonymous) s->history.Append(*r->hold_back);
     }
   }
+  // Otherwise last_logits are those after the last token fed (kept by the step loop or Deliver).
+  if (s->pending) std::vector<float>().swap(s->last_logits);  // superseded: its memory goes too
   s->request = nullptr;
   if (!s->anonymous) CheckpointTurnLocked(s);
   if (r->claimed) {
@@ -939,10 +949,17 @@ void EngineImpl::Deliver(Request* r, Outcome* o) {
   absl::Span<const float> row(o->logits, vocab_);
   const TokenId tok = o->token;
   FinishedEvent& e = o->event;
+  // A token not delivered is not consumed: the session keeps the row it came from, so an empty
+  // prompt samples again from exactly where the state is. A request sampling from stored logits
+  // has moved them out; the step loop puts them back.
+  auto keep_row = [&] {
+    if (!r->from_stored) r->session->last_logits.assign(row.begin(), row.end());
+  };
   if (!r->ignore_eos && options_.eos_token_id >= 0 && tok == options_.eos_token_id) {
     o->finish = true;
     e.reason = FinishReason::kEos;
     if (r->text) e.text_tail = r->text->Flush();
+    keep_row();
     return;
   }
   if (std::find(r->stop_ids.begin(), r->stop_ids.end(), tok) != r->stop_ids.end()) {
@@ -950,6 +967,7 @@ void EngineImpl::Deliver(Request* r, Outcome* o) {
     e.reason = FinishReason::kStop;
     e.stop_token_id = tok;
     if (r->text) e.text_tail = r->text->Flush();
+    keep_row();
     return;
   }
   TokenEvent t;
@@ -971,7 +989,7 @@ void EngineImpl::Deliver(Request* r, Outcome* o) {
   if (!o->delivered) {
     o->finish = true;
     e.reason = FinishReason::kCancelled;
-    if (!r->from_stored) r->session->last_logits.assign(row.begin(), row.end());
+    keep_row();
     return;
   }
   if (stopped) {
@@ -1109,7 +1127,16 @@ void EngineImpl::Loop() {
       Outcome o;
       o.request = r;
       o.fed = plan_[i].tokens;
-      if (status.ok() && r->fed + o.fed == r->input.size() && !r->prefill_only) o.logits = logits_.data() + i * vocab_;
+      if (status.ok()) {
+        const float* row = logits_.data() + i * vocab_;
+        if (r->fed + o.fed == r->input.size() && !r->prefill_only) {
+          o.logits = row;
+        } else {
+          // A chunk that samples nothing: its last token's row (Forward computes it anyway) is
+          // what the session continues from if the request is cut before its next chunk.
+          r->session->last_logits.assign(row, row + vocab_);
+        }
+      }
       outcomes_.push_back(std::move(o));
     }
     model_->ParallelFor(static_cast<int64_t>(outcomes_.size()), [&](int64_t begin, int64_t end) {

@@ -1,5 +1,5 @@
 """Faults (issue 16), each against a real retain-server on 127.0.0.1: a model step that fails
-inside the engine (--test-fail-step), the state pool exhausted by running requests, a flood past
+inside the engine (--test-fail-step; also inside a prompt, after its first chunk), the state pool exhausted by running requests, a flood past
 --max-queue, malformed HTTP/2 from a raw socket, and a model directory missing or damaged at
 start-up. Each must leave the other sessions exact and the server serving, with a clear status
 for the caller involved.
@@ -119,6 +119,31 @@ class FailingStep(FaultTest):
         after = self.stub.ExportSession(pb.ExportSessionRequest(session_id=idle.id), timeout=TIMEOUT)
         self.assertEqual([c.SerializeToString() for c in before], [c.SerializeToString() for c in after])
         self.assertEqual(len(self.serving()), 2)
+
+
+class FailingStepInsideAPrompt(FaultTest):
+    """Prompts fed 8 tokens a step (--max-step-tokens) and the second step failing: a request is
+    cut inside its prompt, after its first chunk. A pool of two slots with a host tier below it,
+    so the cut session is parked (export format) and restored before it continues."""
+    ARGS = ["--test-fail-step", "2", "--max-batch", "2", "--max-step-tokens", "8",
+            "--state-budget-bytes", str(2 * STATE_BYTES), "--host-state-budget-bytes", str(16 * STATE_BYTES)]
+
+    def test_a_session_cut_inside_its_prompt_continues_from_an_empty_prompt_after_a_spill(self):
+        sid = self.stub.CreateSession(pb.CreateSessionRequest(), timeout=TIMEOUT).id
+        prompt = list(b"In the beginning God created the heaven")
+        s = Stream(self.stub, greedy(prompt, 8, sid)).result()
+        self.assertEqual(s.code, grpc.StatusCode.INTERNAL, s.details)
+        self.assertIn("injected failure of step 2", s.details)
+        self.assertEqual(s.ids, [])
+        # Two sessions made after it take the pool: the cut one, least recently used, is parked.
+        others = [self.stub.CreateSession(pb.CreateSessionRequest(prefix_tokens=list(b"Other %d" % i)),
+                                          timeout=TIMEOUT).id for i in range(2)]
+        self.assertEqual(self.stub.GetSession(pb.GetSessionRequest(session_id=sid), timeout=TIMEOUT).tier, "host")
+        # Position = the first chunk; the empty prompt restores it and continues as a fresh session
+        # fed exactly those 8 tokens.
+        self.assert_consistent(sid, prompt[:8])
+        for o in others:
+            self.stub.DeleteSession(pb.DeleteSessionRequest(session_id=o), timeout=TIMEOUT)
 
 
 class PoolExhausted(FaultTest):

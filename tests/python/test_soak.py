@@ -52,10 +52,9 @@ class SoakTest(unittest.TestCase):
             self.assertGreater(r["actions"].get(action, 0), 0, action)
         for end in ("OK", "CANCELLED", "DEADLINE_EXCEEDED", "DROPPED"):
             self.assertGreater(r["ends"].get(end, 0), 0, end)
-        self.assertEqual(set(r["ends"]) - {"OK", "CANCELLED", "DEADLINE_EXCEEDED", "DROPPED", "RESOURCE_EXHAUSTED",
-                                           "FAILED_PRECONDITION"}, set())
-        # FAILED_PRECONDITION only as the known limitation the soak tallies apart.
-        self.assertEqual(r["ends"].get("FAILED_PRECONDITION", 0), r["empty_prompt_refused_after_cut"])
+        # Never FAILED_PRECONDITION: an empty prompt continues a session however its last stream
+        # ended (a cut inside its prompt included).
+        self.assertEqual(set(r["ends"]) - {"OK", "CANCELLED", "DEADLINE_EXCEEDED", "DROPPED", "RESOURCE_EXHAUSTED"}, set())
         self.assertGreater(r["sessions_verified"], 48)
         self.assertEqual(r["sessions_mismatched"], 0)
         self.assertEqual(r["tokens_read"] + r["tokens_sent_unread"], r["server_generated_tokens"])

@@ -12,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "retain/engine/model.h"
 #include "retain/engine/serving.h"
+#include "tests/testing/direct_greedy.h"
 #include "tests/testing/paths.h"
 
 namespace retain::testing {
@@ -90,6 +91,11 @@ inline std::shared_ptr<RecordingSink> RunToEnd(engine::Engine& e, engine::Genera
   EXPECT_TRUE(id.ok()) << id.status();
   if (id.ok()) sink->Wait();
   return sink;
+}
+
+// The truth the engine tests compare with: DirectGreedy on the shipped default model they serve.
+inline std::vector<engine::TokenId> DirectGreedy(const std::vector<engine::TokenId>& prompt, int n) {
+  return DirectGreedy(DefaultModelDir(), prompt, n);
 }
 
 }  // namespace retain::testing

@@ -7,7 +7,10 @@
 // sent. A sampled token is offered to the request's sink before it is fed to the model; if the sink
 // refuses it (the stream is gone) the token is dropped and the state is exactly the tokens
 // delivered. A token that was delivered but not yet fed (the last one of a request) stays with the
-// session as its pending token and is fed first by its next request.
+// session as its pending token and is fed first by its next request. However a request ends (to
+// its length, EOS, a stop, cancelled or past its deadline inside its prompt or after it, a failed
+// step), a session that consumed a token holds either a pending token or the logits after its
+// last fed token, so a request with an empty prompt continues it exactly.
 //
 // Thread safety: every public method may be called from any thread. Sinks and the observer are
 // called on the step thread and must not block.
@@ -68,7 +71,7 @@ absl::Status ValidateServingOptions(const ServingOptions& o);
 
 struct GenerateInput {
   std::string session_id;       // empty = a throw-away state
-  std::vector<TokenId> prompt;  // may be empty only on a session with a pending token
+  std::vector<TokenId> prompt;  // may be empty only on a session that consumed a token
   SamplingParams sampling;
   std::optional<int> max_tokens;  // absent = default_max_tokens; 0 = prefill only
   std::vector<std::string> stop;
@@ -144,9 +147,11 @@ struct SessionSnapshot {
   std::string state;  // Model::ExportState bytes
   int64_t position = 0;
   std::optional<TokenId> pending;
-  // Without a pending token: the logits after the last fed token (vocab_size floats) when the
-  // session's last stream went away after a token was fed, so an empty prompt can continue it.
-  // Usually empty.
+  // Without a pending token: the logits after the last fed token (vocab_size floats), so an empty
+  // prompt can continue it. A session's last request leaves them when it ended without a token
+  // left pending: cut inside its prompt (the row of its last fed chunk), a stream gone after a
+  // fed token, EOS or a stop token (the row the unsent token was drawn from). Empty when the
+  // session has a pending token or consumed nothing.
   std::vector<float> last_logits;
 };
 
