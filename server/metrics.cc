@@ -335,6 +335,9 @@ class StatsCollectable final : public prometheus::Collectable {
            [](const TierStats& t) { return double(t.lease_conflicts); });
     series("retain_tier_unleased_total", "Requests served without a lease while the shared tier was down", kCounter,
            0, [](const TierStats& t) { return double(t.unleased); });
+    series("retain_tier_prefetched_restores_total",
+           "Restores whose record was read from the shared tier before the engine's lock was taken", kCounter, 0,
+           [](const TierStats& t) { return double(t.prefetched); });
   }
 
   mutable std::mutex mu_;

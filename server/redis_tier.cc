@@ -137,12 +137,51 @@ absl::StatusOr<std::optional<std::pair<RedisTier::Meta, std::string>>> RedisTier
   return std::make_pair(ParseMeta(r->elements), std::move(r->elements.back().str));
 }
 
+void RedisTier::Prefetch(const std::string& id) {
+  auto r = Read(id);
+  if (!r.ok() || !r->has_value()) return;
+  std::lock_guard<std::mutex> l(mu_);
+  if (prefetched_.size() >= kMaxPrefetched && prefetched_.count(id) == 0) {
+    auto oldest = prefetched_.begin();
+    for (auto it = prefetched_.begin(); it != prefetched_.end(); ++it)
+      if (it->second.at < oldest->second.at) oldest = it;
+    prefetched_.erase(oldest);
+  }
+  prefetched_.insert_or_assign(id, Prefetched{**std::move(r), absl::Now()});
+}
+
+absl::StatusOr<std::optional<std::pair<RedisTier::Meta, std::string>>> RedisTier::ReadLatest(const std::string& id,
+                                                                                             bool* prefetched) {
+  *prefetched = false;
+  std::optional<Prefetched> p;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (auto it = prefetched_.find(id); it != prefetched_.end()) {
+      if (absl::Now() - it->second.at < absl::Seconds(5)) p = std::move(it->second);
+      prefetched_.erase(it);
+    }
+  }
+  if (p.has_value()) {
+    // Every write bumps gen (a delete removes it): the same gen is the same record.
+    absl::StatusOr<RedisReply> gen = Run({"HGET", SessionKey(id), "gen"});
+    if (!gen.ok()) return gen.status();
+    if (!gen->nil() && Int(*gen) == p->record.first.gen) {
+      *prefetched = true;
+      std::lock_guard<std::mutex> l(mu_);
+      ++stats_.prefetched;
+      return std::move(p->record);
+    }
+  }
+  return Read(id);
+}
+
 absl::Status RedisTier::Delete(const std::string& id) {
   ForgetHeld(id);
   {
     std::lock_guard<std::mutex> l(mu_);
     owners_.erase(id);
     dirty_.erase(id);
+    prefetched_.erase(id);
   }
   absl::StatusOr<RedisReply> r = Run({"DEL", SessionKey(id)});
   return r.status();
@@ -414,7 +453,8 @@ absl::StatusOr<engine::SessionSnapshot> RedisParking::Unpark(const std::string& 
     if (s.status().code() != absl::StatusCode::kNotFound) return s;
   }
   *tier = kRedisTier;
-  auto r = tier_->Read(id);
+  bool prefetched = false;
+  auto r = tier_->ReadLatest(id, &prefetched);
   if (!r.ok()) return r.status();
   if (!r->has_value() || (*r)->first.fingerprint != model_.fingerprint) {
     tier_->CountMiss();
@@ -446,6 +486,11 @@ std::optional<engine::SessionParking::Parked> RedisParking::Find(const std::stri
   auto r = tier_->ReadMeta(id);
   if (!r.ok() || !r->has_value() || (*r)->fingerprint != model_.fingerprint) return std::nullopt;
   return Parked{(*r)->position, (*r)->created, (*r)->last_used, kRedisTier};
+}
+
+void RedisParking::Prefetch(const std::string& id) {
+  if (host_ != nullptr && host_->Find(id).has_value()) return;  // restored from host memory: fast
+  tier_->Prefetch(id);
 }
 
 std::vector<std::pair<std::string, engine::SessionParking::Parked>> RedisParking::List() {

@@ -63,6 +63,11 @@ class RedisTier {
   absl::StatusOr<std::optional<Meta>> ReadMeta(const std::string& id);
   absl::StatusOr<std::optional<std::pair<Meta, std::string>>> Read(const std::string& id);
   absl::Status Delete(const std::string& id);
+  // Read ahead of a restore, off the engine's lock: kept for a few seconds, a few records at most.
+  void Prefetch(const std::string& id);
+  // As Read, but a record Prefetch read is used when Redis's gen says it is still the latest
+  // (one small round trip instead of the whole state); `prefetched` says which.
+  absl::StatusOr<std::optional<std::pair<Meta, std::string>>> ReadLatest(const std::string& id, bool* prefetched);
 
   // SessionParking's lease calls (redis_tier.h's header comment says what they guarantee).
   absl::Status Claim(const std::string& id, bool held_here);
@@ -140,6 +145,13 @@ class RedisTier {
   Shard shards_[kWriters];
   std::atomic<int> pending_{0};
   std::vector<std::thread> threads_;
+
+  static constexpr size_t kMaxPrefetched = 4;  // records of up to a state each: bounded memory
+  struct Prefetched {
+    std::pair<Meta, std::string> record;
+    absl::Time at;
+  };
+  std::unordered_map<std::string, Prefetched> prefetched_;  // under mu_
   std::mutex monitor_mu_;
   std::condition_variable monitor_cv_;
 };
@@ -158,6 +170,7 @@ class RedisParking final : public engine::SessionParking {
   absl::StatusOr<engine::SessionSnapshot> Unpark(const std::string& id, absl::Time* created, std::string* tier) override;
   std::optional<Parked> Find(const std::string& id) override;
   std::vector<std::pair<std::string, Parked>> List() override;
+  void Prefetch(const std::string& id) override;
   void Forget(const std::string& id) override;
 
   absl::Status Claim(const std::string& id, bool held_here) override;

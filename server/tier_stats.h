@@ -21,6 +21,7 @@ struct TierStats {
   uint64_t write_failures = 0;    // writes that failed (retried once the tier is back)
   uint64_t lease_conflicts = 0;   // requests refused because another replica held the lease
   uint64_t unleased = 0;          // requests served without a lease while the tier was down
+  uint64_t prefetched = 0;        // restores whose record was read before the engine's lock
 };
 
 }  // namespace retain::server

@@ -702,6 +702,16 @@ absl::StatusOr<std::string> EngineImpl::Submit(GenerateInput in, std::shared_ptr
   if (in.prompt.empty() && in.session_id.empty())
     return absl::InvalidArgumentError("prompt is empty: a prompt is required unless continuing a session");
   std::unique_ptr<Request> r = MakeRequest(in, std::move(sink));
+  if (parking_ != nullptr && !in.session_id.empty()) {
+    // A restore from a network tier reads a whole state: done here, not under the lock every
+    // running request's step also needs.
+    bool resident = false;
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      resident = sessions_.count(in.session_id) > 0;
+    }
+    if (!resident) parking_->Prefetch(in.session_id);
+  }
 
   std::unique_lock<std::mutex> l(mu_);
   RETAIN_RETURN_IF_ERROR(AdmissibleLocked());

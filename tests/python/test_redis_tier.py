@@ -91,6 +91,8 @@ class RedisTierTest(unittest.TestCase):
         self.assertEqual(info.position, len(PREFIX) + len(first))
         self.assertEqual(info.tier, "redis")  # b has not restored it yet
         second = run(sb, greedy(sid, list(b" and")))
+        # Its record was read before the engine's lock (Prefetch), and found still the latest.
+        self.assertEqual(metric(b, "retain_tier_prefetched_restores_total", {"tier": "redis"}), 1)
         self.assertEqual([first, second], self.reference([[], list(b" and")]))
 
     def test_turns_alternating_between_replicas(self):

@@ -210,6 +210,10 @@ class SessionParking {
   // holds: the engine then drops its own copy (and ForgetLocal) and restores the shared one.
   virtual bool Stale(const std::string& /*id*/) { return false; }
   virtual void ForgetLocal(const std::string& /*id*/) {}
+  // Called without the engine's lock when a request is about to need `id`, which is not in the
+  // pool: a tier whose reads are slow (a network store) may fetch the record now, so that the
+  // Unpark made under the lock only checks it is still the latest. Only an optimisation.
+  virtual void Prefetch(const std::string& /*id*/) {}
   // True when the engine must hand every named session's state at the end of each request (and
   // after a create, fork or import) to Commit.
   virtual bool WritesThrough() const { return false; }
