@@ -43,7 +43,7 @@ __global__ void LayerNormKernel(const float* x, int width, const float* w, const
   const float mean = BlockSum(s, scratch) / width;
   float v = 0;
   for (int c = threadIdx.x; c < width; c += blockDim.x) v += (xr[c] - mean) * (xr[c] - mean);
-  const float inv = rsqrtf(BlockSum(v, scratch) / width + eps);
+  const float inv = 1.0f / sqrtf(BlockSum(v, scratch) / width + eps);  // as the reference rounds
   // x and y may alias (ln0 runs in place): every read of this row is behind BlockSum's barrier.
   for (int c = threadIdx.x; c < width; c += blockDim.x) yr[c] = (xr[c] - mean) * inv * w[c] + b[c];
 }
