@@ -10,8 +10,9 @@
 # The bundle holds the test binaries, the conformance kits they read, and every shared library
 # they load except glibc's own, the CUDA driver (libcuda) and cuBLAS (hundreds of MiB; the GPU
 # machine has it: run.sh looks in $CUDA_HOME/lib64, /usr/local/cuda/lib64 and $LD_LIBRARY_PATH).
-# Abseil, GoogleTest's, libstdc++ and the CUDA runtime travel in lib/. glibc does not: the
-# binaries need the GLIBC versions `run.sh` checks first (this machine: Debian 12, glibc 2.36).
+# Abseil's and the CUDA runtime travel in lib/, libstdc++ and libgcc_s in lib/fallback (used
+# only where the machine's own are too old). glibc does not travel: the test binaries need glibc
+# 2.34, the fallback libstdc++ 2.36 (Debian 12's); run.sh reports a binary that cannot load.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -26,7 +27,7 @@ cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DRETAIN_ENGINE_ONLY=
 cmake --build "$build" --parallel "$(nproc)" --target "${tests[@]}"
 
 rm -rf "$bundle"
-mkdir -p "$bundle/bin" "$bundle/lib" "$bundle/data/conformance"
+mkdir -p "$bundle/bin" "$bundle/lib/fallback" "$bundle/data/conformance"
 for t in "${tests[@]}"; do cp "$build/tests/$t" "$bundle/bin/"; done
 # The kits the CUDA tests open (RETAIN_TEST_DATA_DIR points there at run time).
 for k in rwkv7-tiny rwkv7-tiny-bf16 rwkv4-tiny retnet-tiny transnormer-tiny; do
@@ -38,7 +39,13 @@ for t in "${tests[@]}"; do
   ldd "$build/tests/$t" | awk '$2 == "=>" && $3 ~ /^\// {print $1, $3}'
 done | sort -u | while read -r name path; do
   [[ $name =~ $skip ]] && continue
-  cp -L "$path" "$bundle/lib/$name"
+  # libstdc++ and libgcc_s go to lib/fallback: this one needs glibc 2.36, so run.sh uses it only
+  # where the machine's own is too old for the binaries.
+  if [[ $name =~ ^(libstdc\+\+|libgcc_s) ]]; then
+    cp -L "$path" "$bundle/lib/fallback/$name"
+  else
+    cp -L "$path" "$bundle/lib/$name"
+  fi
 done
 
 cat > "$bundle/run.sh" <<'RUN'
@@ -50,6 +57,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 out=${OUT:-$here/out}
 mkdir -p "$out"
 export LD_LIBRARY_PATH="$here/lib:${CUDA_HOME:-/usr/local/cuda}/lib64:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+if ldd "$here"/bin/* 2>&1 | grep -q "not found"; then
+  export LD_LIBRARY_PATH="$here/lib/fallback:$LD_LIBRARY_PATH"  # this machine's libstdc++ is too old
+fi
 export RETAIN_TEST_DATA_DIR="$here/data"
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 || echo "no nvidia-smi"; } | tee "$out/device.txt"
 status=0
