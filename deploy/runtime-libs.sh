@@ -2,8 +2,7 @@
 # The runtime stage of the images installs only what the built binaries link, found here:
 #   deploy/runtime-libs.sh list BINARY...   the Debian packages owning every library `ldd` reports
 #                                           for the binaries, one a line, sorted (fails naming any
-#                                           library `ldd` cannot find or no package owns; the CUDA
-#                                           toolkit's, under /usr/local/cuda, are the CUDA image's)
+#                                           library `ldd` cannot find or no package owns)
 #   deploy/runtime-libs.sh install FILE     installs the packages FILE lists (one a line), those
 #                                           not installed yet, without recommends (idempotent)
 # The Dockerfiles run both; tests/deploy/test_dockerfiles.py (ctest DockerImages) runs both on the
@@ -39,12 +38,6 @@ case "${1:-}" in
         fi
         # "libx.so.1 => /lib/.../libx.so.1 (0x...)" or "/lib64/ld-linux-x86-64.so.2 (0x...)"
         path=$(sed -n 's/.*=> \(\/[^ ]*\) (.*/\1/p; s/^\(\/[^ ]*\) (.*/\1/p' <<<"$line")
-        # The CUDA toolkit's own libraries (cudart, cuBLAS: a build with nvcc links the cuda
-        # backend against them) are no Debian package's: NVIDIA's CUDA runtime image holds them.
-        if [[ -n "$path" && $(readlink -f "$path") == /usr/local/cuda* ]]; then
-          echo "runtime-libs: $bin: $path comes with the CUDA runtime (nvidia/cuda images), not a package" >&2
-          continue
-        fi
         [[ -n "$path" ]] && libraries[$path]="$bin"  # none for linux-vdso.so.1: no file
       done < <(ldd "$bin")
     done

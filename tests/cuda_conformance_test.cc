@@ -5,6 +5,7 @@
 // moved. Skipped without a GPU; unverified on GPU so far (bench/results/cuda.md).
 #include <algorithm>
 #include <cmath>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -12,6 +13,7 @@
 #include "gtest/gtest.h"
 #include "retain/engine/model.h"
 #include "tests/testing/cuda_device.h"
+#include "tests/testing/kit_run.h"
 #include "tests/testing/paths.h"
 
 namespace retain::engine {
@@ -25,6 +27,10 @@ struct Variant {
   int step_tokens;
 };
 
+void PrintTo(const Variant& v, std::ostream* os) {
+  *os << v.kit << (v.batch ? " batched" : " alone") << " step " << v.step_tokens;
+}
+
 class CudaKit : public ::testing::TestWithParam<Variant> {};
 
 TEST_P(CudaKit, LogitsMatchReference) {
@@ -33,18 +39,11 @@ TEST_P(CudaKit, LogitsMatchReference) {
   ModelOptions options;
   options.backend = "cuda";
   options.max_step_tokens = p.step_tokens;
-  auto model = LoadModel(KitDir(p.kit), options);
-  ASSERT_TRUE(model.ok()) << model.status();
-  auto c = ReadConformanceCase(KitDir(p.kit) + "/case.json");
-  ASSERT_TRUE(c.ok()) << c.status();
-  ASSERT_GT(c->max_abs, 0);
-  auto out = RunConformanceCase(**model, *c, p.batch);
-  ASSERT_TRUE(out.ok()) << out.status();
-  auto diff = MaxAbsDiff(*out, KitDir(p.kit) + "/expected.safetensors");
-  ASSERT_TRUE(diff.ok()) << diff.status();
-  EXPECT_LE(*diff, c->max_abs) << p.kit;
+  auto r = retain::testing::RunKit(KitDir(p.kit), options, p.batch);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_LE(r->max_abs_diff, r->tolerance) << p.kit;
   std::printf("[ cuda conformance ] %s %s step %d: max|diff| = %.3g (tolerance %.3g)\n", p.kit,
-              p.batch ? "batched" : "alone", p.step_tokens, *diff, c->max_abs);
+              p.batch ? "batched" : "alone", p.step_tokens, r->max_abs_diff, r->tolerance);
 }
 
 INSTANTIATE_TEST_SUITE_P(Kits, CudaKit,

@@ -16,22 +16,14 @@
 #include "engine/kernels/reference/ops.h"
 #include "gtest/gtest.h"
 #include "tests/testing/cuda_device.h"
+#include "tests/testing/random_floats.h"
 
 namespace retain::engine {
 namespace {
 
 namespace ref = kernels::reference;
 
-std::vector<float> Random(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
-  std::mt19937 gen(seed);
-  std::uniform_real_distribution<float> d(lo, hi);
-  std::vector<float> v(n);
-  for (float& x : v) {
-    do x = d(gen);
-    while (x == 0.0f);
-  }
-  return v;
-}
+using retain::testing::NonZeroUniform;
 
 // The element with the largest error, and how many exceed the tolerance.
 void ExpectClose(const std::vector<float>& got, const std::vector<float>& want, float tol, const std::string& what) {
@@ -80,7 +72,7 @@ class CudaKernels : public ::testing::Test {
 TEST_F(CudaKernels, EmbeddingGathersRowsInEveryStoredDtype) {
   const int vocab = 37, cols = 67, rows = 9;
   const std::vector<TokenId> tokens = {3, 36, 0, 3, 17, 5, 5, 30, 1};
-  const std::vector<float> table = Random(static_cast<size_t>(vocab) * cols, 1);
+  const std::vector<float> table = NonZeroUniform(static_cast<size_t>(vocab) * cols, 1);
   for (DType dtype : {DType::kF32, DType::kBF16, DType::kF16}) {
     std::vector<uint16_t> half(table.size());
     for (size_t i = 0; i < table.size(); ++i)
@@ -101,8 +93,8 @@ TEST_F(CudaKernels, EmbeddingGathersRowsInEveryStoredDtype) {
 TEST_F(CudaKernels, LayerNormMatchesReferenceAlsoInPlace) {
   const int rows = 5, width = 67;
   const size_t n = static_cast<size_t>(rows) * width;
-  std::vector<float> x = Random(n, 2, -3.0f, 5.0f);
-  const std::vector<float> w = Random(width, 3), b = Random(width, 4);
+  std::vector<float> x = NonZeroUniform(n, 2, -3.0f, 5.0f);
+  const std::vector<float> w = NonZeroUniform(width, 3), b = NonZeroUniform(width, 4);
   std::vector<float> want(n);
   ref::LayerNorm(x.data(), rows, width, w.data(), b.data(), 1e-5f, want.data());
   float *dx = Dev(x), *dw = Dev(w), *db = Dev(b), *dy = Poisoned(n);
@@ -114,9 +106,9 @@ TEST_F(CudaKernels, LayerNormMatchesReferenceAlsoInPlace) {
 
 TEST_F(CudaKernels, MatMulMatchesReferenceForEveryWeightDtype) {
   const int n = 33, k = 45;
-  const std::vector<float> w = Random(static_cast<size_t>(n) * k, 5);
+  const std::vector<float> w = NonZeroUniform(static_cast<size_t>(n) * k, 5);
   for (int m : {1, 7}) {
-    const std::vector<float> x = Random(static_cast<size_t>(m) * k, 6 + m);
+    const std::vector<float> x = NonZeroUniform(static_cast<size_t>(m) * k, 6 + m);
     for (DType dtype : {DType::kF32, DType::kBF16, DType::kF16}) {
       std::vector<uint16_t> half(w.size());
       for (size_t i = 0; i < w.size(); ++i) half[i] = dtype == DType::kBF16 ? FloatToBF16(w[i]) : FloatToF16(w[i]);
@@ -145,8 +137,8 @@ struct Step {
 TEST_F(CudaKernels, TokenShiftReadsAndWritesStatesInTheirSlots) {
   const Step st;
   const int width = 67;
-  const std::vector<float> x = Random(static_cast<size_t>(st.rows()) * width, 7);
-  std::vector<float> states = Random(static_cast<size_t>(st.num_slots) * width, 8);
+  const std::vector<float> x = NonZeroUniform(static_cast<size_t>(st.rows()) * width, 7);
+  std::vector<float> states = NonZeroUniform(static_cast<size_t>(st.num_slots) * width, 8);
   float* dstates = Dev(states);
   std::vector<float*> host_ptrs, dev_ptrs;
   for (int s : st.slots) {
@@ -164,7 +156,7 @@ TEST_F(CudaKernels, TokenShiftReadsAndWritesStatesInTheirSlots) {
 TEST_F(CudaKernels, MixesMatchReference) {
   const int rows = 3, width = 131;
   const size_t n = static_cast<size_t>(rows) * width;
-  const std::vector<float> x = Random(n, 9), prev = Random(n, 10), c = Random(width, 11, 0.0f, 1.0f);
+  const std::vector<float> x = NonZeroUniform(n, 9), prev = NonZeroUniform(n, 10), c = NonZeroUniform(width, 11, 0.0f, 1.0f);
   std::vector<float> want(n);
   float* out = Poisoned(n);
   ref::MixDelta(x.data(), prev.data(), c.data(), rows, width, want.data());
@@ -178,7 +170,7 @@ TEST_F(CudaKernels, MixesMatchReference) {
 
 TEST_F(CudaKernels, ElementWiseOpsMatchReference) {
   const size_t n = 1001;
-  const std::vector<float> x0 = Random(n, 12, -6.0f, 6.0f), y = Random(n, 13);
+  const std::vector<float> x0 = NonZeroUniform(n, 12, -6.0f, 6.0f), y = NonZeroUniform(n, 13);
   struct Op {
     const char* name;
     void (*reference)(float*, size_t);
@@ -212,11 +204,11 @@ struct Wkv7Inputs {
 Wkv7Inputs PreparedInputs(int rows, int n_head, int n, uint32_t seed) {
   const size_t m = static_cast<size_t>(rows) * n_head * n;
   const int width = n_head * n;
-  Wkv7Inputs in{Random(m, seed), Random(m, seed + 1), Random(m, seed + 2), Random(m, seed + 3),
-                Random(m, seed + 4), std::vector<float>(m)};
+  Wkv7Inputs in{NonZeroUniform(m, seed), NonZeroUniform(m, seed + 1), NonZeroUniform(m, seed + 2), NonZeroUniform(m, seed + 3),
+                NonZeroUniform(m, seed + 4), std::vector<float>(m)};
   std::vector<float> v_first(m);
-  const std::vector<float> w0 = Random(width, seed + 5), a0 = Random(width, seed + 6), k_k = Random(width, seed + 7),
-                           k_a = Random(width, seed + 8);
+  const std::vector<float> w0 = NonZeroUniform(width, seed + 5), a0 = NonZeroUniform(width, seed + 6), k_k = NonZeroUniform(width, seed + 7),
+                           k_a = NonZeroUniform(width, seed + 8);
   kernels::Rwkv7PrepareArgs p;
   p.rows = rows, p.n_head = n_head, p.head_size = n, p.first_layer = true;
   p.k = in.k.data(), p.v = in.v.data(), p.wz = in.w.data(), p.az = in.a.data(), p.v_first = v_first.data();
@@ -231,10 +223,10 @@ TEST_P(CudaPrepare, MatchesReference) {
   const bool first = GetParam();
   const int rows = 5, h = 3, n = 16, width = h * n;
   const size_t m = static_cast<size_t>(rows) * width;
-  std::vector<float> k = Random(m, 20), v = Random(m, 21), wz = Random(m, 22), az = Random(m, 23), vz = Random(m, 24),
-                     v_first = Random(m, 25);
-  const std::vector<float> w0 = Random(width, 26), a0 = Random(width, 27), v0 = Random(width, 28),
-                           k_k = Random(width, 29), k_a = Random(width, 30);
+  std::vector<float> k = NonZeroUniform(m, 20), v = NonZeroUniform(m, 21), wz = NonZeroUniform(m, 22), az = NonZeroUniform(m, 23), vz = NonZeroUniform(m, 24),
+                     v_first = NonZeroUniform(m, 25);
+  const std::vector<float> w0 = NonZeroUniform(width, 26), a0 = NonZeroUniform(width, 27), v0 = NonZeroUniform(width, 28),
+                           k_k = NonZeroUniform(width, 29), k_a = NonZeroUniform(width, 30);
   kernels::Rwkv7PrepareArgs d;
   d.rows = rows, d.n_head = h, d.head_size = n, d.first_layer = first;
   d.k = Dev(k), d.v = Dev(v), d.wz = Dev(wz), d.az = Dev(az), d.vz = Dev(vz);
@@ -266,7 +258,7 @@ TEST_P(CudaWkv7, UpdatesStatesInPlaceAndReadsOut) {
   const int n = GetParam(), h = n == 128 ? 1 : 3, width = h * n;
   const size_t slot = static_cast<size_t>(h) * n * n;
   const Wkv7Inputs in = PreparedInputs(st.rows(), h, n, 40);
-  std::vector<float> states = Random(slot * st.num_slots, 50, -0.5f, 0.5f);
+  std::vector<float> states = NonZeroUniform(slot * st.num_slots, 50, -0.5f, 0.5f);
   float* dstates = Dev(states);
   std::vector<float*> host_ptrs, dev_ptrs;
   for (int s : st.slots) {
@@ -296,9 +288,9 @@ TEST_F(CudaKernels, Rwkv7OutputMatchesReference) {
   for (int n : {16, 64}) {
     const int rows = 5, h = 3, width = h * n;
     const size_t m = static_cast<size_t>(rows) * width;
-    std::vector<float> y = Random(m, 60, -2.0f, 3.0f);
-    const std::vector<float> r = Random(m, 61), k = Random(m, 62), v = Random(m, 63), g = Random(m, 64),
-                             ln_w = Random(width, 65), ln_b = Random(width, 66), r_k = Random(width, 67);
+    std::vector<float> y = NonZeroUniform(m, 60, -2.0f, 3.0f);
+    const std::vector<float> r = NonZeroUniform(m, 61), k = NonZeroUniform(m, 62), v = NonZeroUniform(m, 63), g = NonZeroUniform(m, 64),
+                             ln_w = NonZeroUniform(width, 65), ln_b = NonZeroUniform(width, 66), r_k = NonZeroUniform(width, 67);
     float* dy = Dev(y);
     be_->Rwkv7Output({rows, h, n, 64e-5f, dy, Dev(r), Dev(k), Dev(v), Dev(g), Dev(ln_w), Dev(ln_b), Dev(r_k)});
     ref::Rwkv7Output({rows, h, n, 64e-5f, y.data(), r.data(), k.data(), v.data(), g.data(), ln_w.data(), ln_b.data(),

@@ -16,20 +16,12 @@
 #include "engine/kernels/reference/ops.h"
 #include "gtest/gtest.h"
 #include "tests/testing/cuda_device.h"
+#include "tests/testing/random_floats.h"
 
 namespace retain::engine::cuda {
 namespace {
 
-std::vector<float> Random(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
-  std::mt19937 gen(seed);
-  std::uniform_real_distribution<float> d(lo, hi);
-  std::vector<float> v(n);
-  for (float& x : v) {
-    do x = d(gen);
-    while (x == 0.0f);
-  }
-  return v;
-}
+using retain::testing::NonZeroUniform;
 
 class CudaSlotPoolTest : public ::testing::Test {
  protected:
@@ -58,7 +50,7 @@ TEST_F(CudaSlotPoolTest, SlotsRoundTripThroughTheHostByteForByte) {
   ASSERT_TRUE(pool.ok()) << pool.status();
   std::vector<std::vector<float>> written;
   for (int s = 0; s < pool->num_slots(); ++s) {
-    written.push_back(Random(floats, 100 + s));
+    written.push_back(NonZeroUniform(floats, 100 + s));
     ASSERT_TRUE(pool->CopyFromHost(s, written.back().data()).ok());
   }
   for (int s = pool->num_slots() - 1; s >= 0; --s) {  // neighbours must not have overwritten it
@@ -98,14 +90,14 @@ TEST_F(CudaSlotPoolTest, Wkv7UpdatesPoolSlotsInPlaceAndASlotIsReusedAfterEvictio
   ASSERT_EQ(pool.num_slots(), 6);
   std::vector<std::vector<float>> host(6);
   for (int s = 0; s < 6; ++s) {
-    host[s] = Random(floats, 200 + s, -0.5f, 0.5f);
+    host[s] = NonZeroUniform(floats, 200 + s, -0.5f, 0.5f);
     ASSERT_TRUE(pool.CopyFromHost(s, host[s].data()).ok());
   }
   auto step = [&](const std::vector<int>& slots, const std::vector<int>& row_begin, uint32_t seed) {
     const int rows = row_begin.back();
     const size_t m = static_cast<size_t>(rows) * width;
-    std::vector<float> r = Random(m, seed), w = Random(m, seed + 1, 0.55f, 0.999f), k = Random(m, seed + 2),
-                       v = Random(m, seed + 3), a = Random(m, seed + 4, -0.2f, 0.2f), b = Random(m, seed + 5, -0.2f, 0.2f);
+    std::vector<float> r = NonZeroUniform(m, seed), w = NonZeroUniform(m, seed + 1, 0.55f, 0.999f), k = NonZeroUniform(m, seed + 2),
+                       v = NonZeroUniform(m, seed + 3), a = NonZeroUniform(m, seed + 4, -0.2f, 0.2f), b = NonZeroUniform(m, seed + 5, -0.2f, 0.2f);
     std::vector<float> want(m);
     std::vector<float*> ptrs;
     for (int s : slots) ptrs.push_back(host[s].data());
@@ -150,7 +142,7 @@ TEST_F(CudaSlotPoolTest, Wkv7UpdatesPoolSlotsInPlaceAndASlotIsReusedAfterEvictio
   // Evict slot 0's session (to the host), give the slot to a new one, decode both slots again.
   std::vector<float> evicted(floats);
   ASSERT_TRUE(pool.CopyToHost(0, evicted.data()).ok());
-  host[0] = Random(floats, 400, -0.5f, 0.5f);
+  host[0] = NonZeroUniform(floats, 400, -0.5f, 0.5f);
   ASSERT_TRUE(pool.CopyFromHost(0, host[0].data()).ok());
   step({0, 3}, {0, 1, 2}, 500);
   // The evicted session comes back into another free slot and continues there.

@@ -178,8 +178,6 @@ class DockerfileTest:
             paths = re.findall(r"(?:=> )?(/\S+) \(0x", out)
             self.assertGreater(len(paths), 5, out)
             for path, package in owners(paths).items():
-                if package is None and os.path.realpath(path).startswith("/usr/local/cuda"):
-                    continue  # the CUDA toolkit's (cuda backend), which NVIDIA's runtime image holds
                 self.assertIn(package, packages, f"{name} links {path} (of {package}), not in the runtime list")
 
     def test_model_at_the_compiled_default_path(self):

@@ -4,10 +4,11 @@
 // Every op is enqueued on one stream, so ops run in the order the model calls them and nothing
 // waits for the device except CopyToHost (the logits at the end of a step, exports) and
 // CopyToDevice. The seam hands some ops host arrays (token ids, each sequence's first row, each
-// sequence's state pointer); they are copied into device buffers at fixed addresses first. Those
-// copies come from pageable memory, which makes the driver wait for the stream before each: a
-// pinned double-buffered staging area (and, for CUDA graphs, tables filled once per step) is
-// left to do (issue 15).
+// sequence's state pointer); they are copied into device buffers at fixed addresses first, in
+// stream order, so an op's copy lands after the previous op has read the buffer. Those copies come
+// from pageable memory, which the driver stages through a pinned buffer of its own (the host array
+// may be reused as soon as the call returns; one extra host copy each). Tables filled once per
+// step, which CUDA graphs would need, are left to do (issue 15).
 #include "engine/backend/cuda/cuda_backend.h"
 
 #include <cublas_v2.h>
@@ -18,9 +19,11 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "engine/backend/cuda/cublas_loader.h"
 #include "engine/backend/cuda/cuda_kernels.h"
 #include "engine/backend/cuda/device_check.h"
 #include "engine/util/thread_pool.h"
+#include "retain/engine/status_macros.h"
 
 namespace retain::engine {
 namespace {
@@ -37,9 +40,6 @@ namespace ck = kernels::cuda;
 }
 void Check(cudaError_t e, std::string_view op) {
   if (e != cudaSuccess) Fail(op, cudaGetErrorString(e));
-}
-void Check(cublasStatus_t e, std::string_view op) {
-  if (e != CUBLAS_STATUS_SUCCESS) Fail(op, cublasGetStatusString(e));
 }
 
 void FreeDevice(void* p) { cudaFree(p); }
@@ -71,11 +71,11 @@ class HostArrayUpload {
 
 class CudaBackend final : public Backend {
  public:
-  CudaBackend(int num_threads, cudaStream_t stream, cublasHandle_t blas)
-      : pool_(num_threads), stream_(stream), blas_(blas) {}
+  CudaBackend(int num_threads, cudaStream_t stream, const cuda::CublasApi& cublas, cublasHandle_t blas)
+      : pool_(num_threads), stream_(stream), cublas_(cublas), blas_(blas) {}
   ~CudaBackend() override {
     cudaStreamSynchronize(stream_);
-    cublasDestroy(blas_);
+    cublas_.destroy(blas_);
     cudaStreamDestroy(stream_);
   }
   std::string_view name() const override { return "cuda"; }
@@ -135,9 +135,10 @@ class CudaBackend final : public Backend {
     if (a.m == 0) return;
     // Row-major y[M,N] = x[M,K]·Wᵀ is column-major yᵀ[N,M] = (W as K×N)ᵀ · (x as K×M).
     const float one = 1.0f, zero = 0.0f;
-    Check(cublasSgemm(blas_, CUBLAS_OP_T, CUBLAS_OP_N, a.w.rows, a.m, a.w.cols, &one,
-                      static_cast<const float*>(a.w.data), a.w.cols, a.x, a.w.cols, &zero, a.y, a.w.rows),
-          "MatMul (cublasSgemm)");
+    const cublasStatus_t s = cublas_.sgemm(blas_, CUBLAS_OP_T, CUBLAS_OP_N, a.w.rows, a.m, a.w.cols, &one,
+                                           static_cast<const float*>(a.w.data), a.w.cols, a.x, a.w.cols, &zero, a.y,
+                                           a.w.rows);
+    if (s != CUBLAS_STATUS_SUCCESS) Fail("MatMul (cublasSgemm)", cublas_.status_string(s));
   }
   void TokenShift(const kernels::TokenShiftArgs& a) override {
     kernels::TokenShiftArgs d = a;
@@ -189,6 +190,7 @@ class CudaBackend final : public Backend {
 
   ThreadPool pool_;  // host work only (sampling through Model::ParallelFor)
   cudaStream_t stream_;
+  const cuda::CublasApi& cublas_;
   cublasHandle_t blas_;
   HostArrayUpload tokens_, rows_, states_;
 };
@@ -200,23 +202,24 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateCudaBackend(const BackendOptions&
   const cudaError_t e = cudaGetDeviceCount(&devices);
   if (e != cudaSuccess || devices == 0) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "--backend cuda: no CUDA device here (cudaGetDeviceCount: ",
+        "no CUDA device here (cudaGetDeviceCount: ",
         e == cudaSuccess ? "0 devices" : cudaGetErrorString(e), ")"));
   }
   // Device 0: one backend per process and device selection (CUDA_VISIBLE_DEVICES) outside it.
   RETAIN_CUDA_RETURN(cudaSetDevice(0), "cudaSetDevice(0)");
+  RETAIN_ASSIGN_OR_RETURN(const cuda::CublasApi* cublas, cuda::LoadCublas());
   cudaStream_t stream = nullptr;
   RETAIN_CUDA_RETURN(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
   cublasHandle_t blas = nullptr;
-  if (const cublasStatus_t s = cublasCreate(&blas); s != CUBLAS_STATUS_SUCCESS) {
+  if (const cublasStatus_t s = cublas->create(&blas); s != CUBLAS_STATUS_SUCCESS) {
     cudaStreamDestroy(stream);
-    return absl::InternalError(absl::StrCat("cublasCreate: ", cublasGetStatusString(s)));
+    return absl::InternalError(absl::StrCat("cublasCreate: ", cublas->status_string(s)));
   }
   // Plain f32 SGEMM: CUBLAS_DEFAULT_MATH never uses TF32 (that takes CUBLAS_TF32_TENSOR_OP_MATH),
   // so products round as the CPU reference's f32 ones do, up to summation order.
-  cublasSetMathMode(blas, CUBLAS_DEFAULT_MATH);
-  cublasSetStream(blas, stream);
-  return std::make_unique<CudaBackend>(options.num_threads, stream, blas);
+  cublas->set_math_mode(blas, CUBLAS_DEFAULT_MATH);
+  cublas->set_stream(blas, stream);
+  return std::make_unique<CudaBackend>(options.num_threads, stream, *cublas, blas);
 }
 
 }  // namespace retain::engine

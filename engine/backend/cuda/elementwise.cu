@@ -48,10 +48,11 @@ __global__ void LayerNormKernel(const float* x, int width, const float* w, const
   for (int c = threadIdx.x; c < width; c += blockDim.x) yr[c] = (xr[c] - mean) * inv * w[c] + b[c];
 }
 
-// grid (channel blocks, sequences). A thread owns one channel of one sequence: it reads the
-// state before it overwrites it, so no barrier is needed.
+// grid (sequences, channel blocks): sequences on x, which takes up to 2^31 - 1 (a step may hold
+// 65536 of them). A thread owns one channel of one sequence: it reads the state before it
+// overwrites it, so no barrier is needed.
 __global__ void TokenShiftKernel(const int* row_begin, int width, const float* x, float* const* states, float* prev) {
-  const int c = blockIdx.x * blockDim.x + threadIdx.x, s = blockIdx.y;
+  const int c = blockIdx.y * blockDim.x + threadIdx.x, s = blockIdx.x;
   if (c >= width) return;
   const int begin = row_begin[s], end = row_begin[s + 1];
   if (end <= begin) return;
@@ -114,7 +115,7 @@ cudaError_t LayerNorm(const float* x, int rows, int width, const float* w, const
 
 cudaError_t TokenShift(const TokenShiftArgs& a, cudaStream_t stream) {
   if (a.seqs.num_seqs > 0) {
-    const dim3 grid((a.width + kThreads - 1) / kThreads, a.seqs.num_seqs);
+    const dim3 grid(a.seqs.num_seqs, (a.width + kThreads - 1) / kThreads);
     TokenShiftKernel<<<grid, kThreads, 0, stream>>>(a.seqs.row_begin, a.width, a.x, a.states, a.prev);
   }
   return cudaGetLastError();
