@@ -108,5 +108,23 @@ TEST(CudaBackend, RefusesFamiliesItDoesNotImplementByName) {
   }
 }
 
+// The one CUDA test that runs where there is no device: the backend and a model on it refuse to
+// start, saying why, instead of failing later; the registry names the backend.
+TEST(CudaBackend, WithoutADeviceRefusesToStartSayingSo) {
+  if (retain::testing::NoCudaDeviceReason().empty()) GTEST_SKIP() << "this machine has a CUDA device";
+  auto backend = CreateBackend("cuda", {});
+  ASSERT_FALSE(backend.ok());
+  EXPECT_EQ(backend.status().code(), absl::StatusCode::kFailedPrecondition) << backend.status();
+  EXPECT_NE(backend.status().message().find("no CUDA device here"), std::string::npos) << backend.status();
+  ModelOptions options;
+  options.backend = "cuda";
+  auto model = LoadModel(KitDir("rwkv7-tiny"), options);
+  ASSERT_FALSE(model.ok());
+  EXPECT_EQ(model.status().code(), absl::StatusCode::kFailedPrecondition) << model.status();
+  auto unknown = CreateBackend("tpu", {});
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_NE(unknown.status().message().find("cpu, cuda"), std::string::npos) << unknown.status();
+}
+
 }  // namespace
 }  // namespace retain::engine
