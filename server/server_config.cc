@@ -223,7 +223,7 @@ ParsedFlags ParseServerConfig(int argc, const char* const* argv) {
                  "default model")
       ->type_name("NAME=DIR")
       ->take_all();
-  app.add_option("--backend", f.backend, "compute backend")->type_name("NAME")->capture_default_str();
+  app.add_option("--backend", f.backend, "compute backend: cpu, or cuda (RWKV-7 models only; builds with nvcc; unverified on GPU)")->type_name("NAME")->capture_default_str();
   app.add_option("--threads", f.threads, "compute threads per model; 0 = every CPU this process may use (affinity mask, cgroup quota)")
       ->type_name("N")
       ->capture_default_str();

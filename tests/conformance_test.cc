@@ -11,6 +11,7 @@
 #include "nlohmann/json.hpp"
 #include "retain/engine/model.h"
 #include "retain/engine/safetensors.h"
+#include "tests/testing/kit_run.h"
 #include "tests/testing/paths.h"
 
 namespace retain::engine {
@@ -114,17 +115,11 @@ TEST_P(KitTest, LogitsMatchReference) {
   options.num_threads = p.threads;
   options.form = p.form;
   options.chunk_size = p.chunk;
-  auto model = LoadModel(KitDir(p.kit), options);
-  ASSERT_TRUE(model.ok()) << model.status();
-  auto c = ReadConformanceCase(KitDir(p.kit) + "/case.json");
-  ASSERT_TRUE(c.ok()) << c.status();
-  ASSERT_GT(c->max_abs, 0);
-  auto out = RunConformanceCase(**model, *c, p.batch);
-  ASSERT_TRUE(out.ok()) << out.status();
-  auto diff = MaxAbsDiff(*out, KitDir(p.kit) + "/expected.safetensors");
-  ASSERT_TRUE(diff.ok()) << diff.status();
-  EXPECT_LE(*diff, c->max_abs) << p.kit;
-  std::printf("[ conformance ] %s max|diff| = %.3g (tolerance %.3g)\n", VariantName({p, 0}).c_str(), *diff, c->max_abs);
+  auto r = retain::testing::RunKit(KitDir(p.kit), options, p.batch);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_LE(r->max_abs_diff, r->tolerance) << p.kit;
+  std::printf("[ conformance ] %s max|diff| = %.3g (tolerance %.3g)\n", VariantName({p, 0}).c_str(), r->max_abs_diff,
+              r->tolerance);
 }
 
 INSTANTIATE_TEST_SUITE_P(Kits, KitTest, ::testing::ValuesIn(Variants()), VariantName);

@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "engine/kernels/kernel_args.h"
 #include "engine/kernels/retention_args.h"
+#include "retain/engine/model_config.h"
 #include "retain/engine/tokenizer.h"
 
 namespace retain::engine {
@@ -39,6 +40,9 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual std::string_view name() const = 0;
+  // OK when this backend implements every op the family uses; else Unimplemented, saying so,
+  // which the loader returns before it uploads a weight. The CPU backend runs every family.
+  virtual absl::Status CheckArchitecture(Architecture) const { return absl::OkStatus(); }
 
   // Memory. Allocations are 64-byte aligned; ResourceExhausted when the device is out of memory.
   virtual absl::StatusOr<DeviceBuffer> Allocate(size_t bytes) = 0;
@@ -102,7 +106,8 @@ struct BackendOptions {
   int num_threads = 0;  // 0 = the CPUs this process may use (affinity, cgroup quota)
 };
 
-// The only place that knows which backends exist. "cpu" today.
+// The only place that knows which backends exist: "cpu", and "cuda" in builds with CUDA
+// (RETAIN_HAVE_CUDA; FailedPrecondition on a machine without a device).
 absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(std::string_view name,
                                                        const BackendOptions& options);
 

@@ -8,6 +8,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/backend/backend.h"
+#ifdef RETAIN_HAVE_CUDA
+#include "engine/backend/cuda/cuda_backend.h"
+#endif
 #include "engine/kernels/cpu/isa.h"
 #include "engine/kernels/cpu/matmul.h"
 #include "engine/kernels/cpu/simd_kernels.h"
@@ -198,8 +201,14 @@ class CpuBackend final : public Backend {
 absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(std::string_view name,
                                                        const BackendOptions& options) {
   if (name == "cpu") return std::make_unique<CpuBackend>(options.num_threads);
+#ifdef RETAIN_HAVE_CUDA
+  if (name == "cuda") return CreateCudaBackend(options);
+  constexpr const char* kBuilt = "cpu, cuda";
+#else
+  constexpr const char* kBuilt = "cpu; cuda needs a build with nvcc";
+#endif
   return absl::InvalidArgumentError(
-      absl::StrCat("unknown backend '", std::string(name), "' (this build has: cpu)"));
+      absl::StrCat("unknown backend '", std::string(name), "' (this build has: ", kBuilt, ")"));
 }
 
 }  // namespace retain::engine

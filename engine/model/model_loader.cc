@@ -22,6 +22,7 @@ absl::StatusOr<std::unique_ptr<Model>> LoadModelFromWeights(const SafetensorsFil
   }
   RETAIN_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(config_dir, weights));
   RETAIN_ASSIGN_OR_RETURN(auto backend, CreateBackend(options.backend, {options.num_threads}));
+  RETAIN_RETURN_IF_ERROR(backend->CheckArchitecture(config.arch));
   switch (config.arch) {
     case Architecture::kRwkv7: return LoadRwkv7(config, options, weights, std::move(backend));
     case Architecture::kRwkv4: return LoadRwkv4(config, options, weights, std::move(backend));

@@ -2,11 +2,17 @@
 // tree; set by tests/CMakeLists.txt.
 #pragma once
 
+#include <cstdlib>
 #include <string>
 
 namespace retain::testing {
 
-inline std::string DataDir() { return RETAIN_TEST_DATA_DIR; }
+// $RETAIN_TEST_DATA_DIR overrides the build's folder: scripts/gpu-check.sh's bundle runs the CUDA
+// tests on another machine, with the kits beside them.
+inline std::string DataDir() {
+  const char* env = std::getenv("RETAIN_TEST_DATA_DIR");
+  return env != nullptr && *env != '\0' ? env : RETAIN_TEST_DATA_DIR;
+}
 inline std::string ConformanceDir() { return DataDir() + "/conformance"; }
 inline std::string KitDir(const std::string& kit) { return ConformanceDir() + "/" + kit; }
 inline std::string SourceDir() { return RETAIN_SOURCE_DIR; }
