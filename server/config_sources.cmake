@@ -6,5 +6,7 @@ set(RETAIN_SERVER_CONFIG_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/security_flags.cc
   ${CMAKE_CURRENT_LIST_DIR}/history_flags.cc
   ${CMAKE_CURRENT_LIST_DIR}/tier_flags.cc
+  # ParseRedisAddresses, which tier_flags.cc calls (no hiredis in it).
+  ${CMAKE_CURRENT_LIST_DIR}/redis_endpoint.cc
   ${CMAKE_CURRENT_LIST_DIR}/http/http_flags.cc
 )
