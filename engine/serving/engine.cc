@@ -261,7 +261,19 @@ class EngineImpl final : public Engine {
     parking_->Unclaim(id);
     return st;
   }
+  // A restore from a network tier reads a whole state: it is read here, before the lock that
+  // every running request's step also needs (the restore under it then only checks it).
+  void PrefetchIfAbsent(const std::string& id) {
+    if (parking_ == nullptr) return;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (sessions_.count(id) > 0) return;
+    }
+    parking_->Prefetch(id);
+  }
+
   absl::StatusOr<SessionInfo> ForkSession(const std::string& id) override {
+    PrefetchIfAbsent(id);
     std::unique_lock<std::mutex> l(mu_);
     FreshLocked(id);
     RETAIN_ASSIGN_OR_RETURN(Session * src, ResidentLocked(id));
@@ -287,6 +299,7 @@ class EngineImpl final : public Engine {
   absl::StatusOr<std::string> RewindSession(const std::string& id, int64_t position, absl::Time deadline,
                                             std::shared_ptr<GenerateSink> sink) override;
   absl::StatusOr<SessionSnapshot> ExportSession(const std::string& id) override {
+    PrefetchIfAbsent(id);
     std::lock_guard<std::mutex> l(mu_);
     FreshLocked(id);
     RETAIN_ASSIGN_OR_RETURN(Session * s, ResidentLocked(id));
@@ -702,16 +715,7 @@ absl::StatusOr<std::string> EngineImpl::Submit(GenerateInput in, std::shared_ptr
   if (in.prompt.empty() && in.session_id.empty())
     return absl::InvalidArgumentError("prompt is empty: a prompt is required unless continuing a session");
   std::unique_ptr<Request> r = MakeRequest(in, std::move(sink));
-  if (parking_ != nullptr && !in.session_id.empty()) {
-    // A restore from a network tier reads a whole state: done here, not under the lock every
-    // running request's step also needs.
-    bool resident = false;
-    {
-      std::lock_guard<std::mutex> g(mu_);
-      resident = sessions_.count(in.session_id) > 0;
-    }
-    if (!resident) parking_->Prefetch(in.session_id);
-  }
+  if (!in.session_id.empty()) PrefetchIfAbsent(in.session_id);
 
   std::unique_lock<std::mutex> l(mu_);
   RETAIN_RETURN_IF_ERROR(AdmissibleLocked());
@@ -811,6 +815,7 @@ absl::StatusOr<std::string> EngineImpl::RewindSession(const std::string& id, int
   in.sampling.temperature = 0;
   in.deadline = deadline;
   std::unique_ptr<Request> r = MakeRequest(in, std::move(sink));
+  PrefetchIfAbsent(id);
   std::unique_lock<std::mutex> l(mu_);
   RETAIN_RETURN_IF_ERROR(AdmissibleLocked());
   RETAIN_RETURN_IF_ERROR(ClaimLocked(id));

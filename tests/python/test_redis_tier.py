@@ -173,6 +173,26 @@ class RedisTierTest(unittest.TestCase):
                                       timeout=20))
         self.assertEqual(health_status(a, "retain.tier.redis"), 1)
 
+    def test_export_and_fork_of_a_session_only_in_redis(self):
+        # Both restore it on b, reading the record before the engine's lock; the exported copy
+        # continues, on a server without Redis, as the session that never moved.
+        a, b = self.replica(name="a"), self.replica(name="b")
+        sa, sb = self.stub(a), self.stub(b)
+        sid = sa.CreateSession(pb.CreateSessionRequest(prefix_tokens=PREFIX), timeout=TIMEOUT).id
+        first = run(sa, greedy(sid))
+        a.proc.kill()
+        a.proc.wait()
+        chunks = list(sb.ExportSession(pb.ExportSessionRequest(session_id=sid), timeout=TIMEOUT))
+        self.assertEqual(metric(b, "retain_tier_prefetched_restores_total", {"tier": "redis"}), 1)
+        fork = sb.ForkSession(pb.ForkSessionRequest(session_id=sid), timeout=TIMEOUT)
+        self.assertEqual(fork.position, len(PREFIX) + len(first))
+        with rt.ServerProcess(["--model", f"kjv={KJV}", "--threads", "1"]) as alone:
+            stub = self.stub(alone)
+            imported = stub.ImportSession(iter(chunks), timeout=TIMEOUT)
+            second = run(stub, greedy(imported.id, list(b" and")))
+        self.assertEqual([first, second], self.reference([[], list(b" and")]))
+        self.assertEqual(run(sb, greedy(fork.id, list(b" and"))), second)
+
     def test_async_window(self):
         a, b = self.replica("--redis-async", name="a"), self.replica("--redis-async", name="b")
         sa, sb = self.stub(a), self.stub(b)
