@@ -80,13 +80,19 @@ class RedisTierTest(unittest.TestCase):
             sid = stub.CreateSession(pb.CreateSessionRequest(prefix_tokens=PREFIX), timeout=TIMEOUT).id
             return [run(stub, greedy(sid, t)) for t in turns]
 
-    def test_sigkill_then_continue_on_other_replica(self):
+    def turn_then_sigkill(self):
+        """A session made and continued once on replica a, which is then SIGKILLed; replica b
+        (which never held the session), its stub, the session and the turn's tokens."""
         a, b = self.replica(name="a"), self.replica(name="b")
-        sa, sb = self.stub(a), self.stub(b)
+        sa = self.stub(a)
         sid = sa.CreateSession(pb.CreateSessionRequest(prefix_tokens=PREFIX), timeout=TIMEOUT).id
         first = run(sa, greedy(sid))
         a.proc.kill()
         a.proc.wait()
+        return b, self.stub(b), sid, first
+
+    def test_sigkill_then_continue_on_other_replica(self):
+        b, sb, sid, first = self.turn_then_sigkill()
         info = sb.GetSession(pb.GetSessionRequest(session_id=sid), timeout=TIMEOUT)
         self.assertEqual(info.position, len(PREFIX) + len(first))
         self.assertEqual(info.tier, "redis")  # b has not restored it yet
@@ -176,12 +182,7 @@ class RedisTierTest(unittest.TestCase):
     def test_export_and_fork_of_a_session_only_in_redis(self):
         # Both restore it on b, reading the record before the engine's lock; the exported copy
         # continues, on a server without Redis, as the session that never moved.
-        a, b = self.replica(name="a"), self.replica(name="b")
-        sa, sb = self.stub(a), self.stub(b)
-        sid = sa.CreateSession(pb.CreateSessionRequest(prefix_tokens=PREFIX), timeout=TIMEOUT).id
-        first = run(sa, greedy(sid))
-        a.proc.kill()
-        a.proc.wait()
+        b, sb, sid, first = self.turn_then_sigkill()
         chunks = list(sb.ExportSession(pb.ExportSessionRequest(session_id=sid), timeout=TIMEOUT))
         self.assertEqual(metric(b, "retain_tier_prefetched_restores_total", {"tier": "redis"}), 1)
         fork = sb.ForkSession(pb.ForkSessionRequest(session_id=sid), timeout=TIMEOUT)
