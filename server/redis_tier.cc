@@ -150,9 +150,7 @@ void RedisTier::Prefetch(const std::string& id) {
   prefetched_.insert_or_assign(id, Prefetched{**std::move(r), absl::Now()});
 }
 
-absl::StatusOr<std::optional<std::pair<RedisTier::Meta, std::string>>> RedisTier::ReadLatest(const std::string& id,
-                                                                                             bool* prefetched) {
-  *prefetched = false;
+absl::StatusOr<std::optional<std::pair<RedisTier::Meta, std::string>>> RedisTier::ReadLatest(const std::string& id) {
   std::optional<Prefetched> p;
   {
     std::lock_guard<std::mutex> l(mu_);
@@ -166,7 +164,6 @@ absl::StatusOr<std::optional<std::pair<RedisTier::Meta, std::string>>> RedisTier
     absl::StatusOr<RedisReply> gen = Run({"HGET", SessionKey(id), "gen"});
     if (!gen.ok()) return gen.status();
     if (!gen->nil() && Int(*gen) == p->record.first.gen) {
-      *prefetched = true;
       std::lock_guard<std::mutex> l(mu_);
       ++stats_.prefetched;
       return std::move(p->record);
@@ -453,8 +450,7 @@ absl::StatusOr<engine::SessionSnapshot> RedisParking::Unpark(const std::string& 
     if (s.status().code() != absl::StatusCode::kNotFound) return s;
   }
   *tier = kRedisTier;
-  bool prefetched = false;
-  auto r = tier_->ReadLatest(id, &prefetched);
+  auto r = tier_->ReadLatest(id);
   if (!r.ok()) return r.status();
   if (!r->has_value() || (*r)->first.fingerprint != model_.fingerprint) {
     tier_->CountMiss();

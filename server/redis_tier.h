@@ -66,8 +66,8 @@ class RedisTier {
   // Read ahead of a restore, off the engine's lock: kept for a few seconds, a few records at most.
   void Prefetch(const std::string& id);
   // As Read, but a record Prefetch read is used when Redis's gen says it is still the latest
-  // (one small round trip instead of the whole state); `prefetched` says which.
-  absl::StatusOr<std::optional<std::pair<Meta, std::string>>> ReadLatest(const std::string& id, bool* prefetched);
+  // (one small round trip instead of the whole state; counted in Stats().prefetched).
+  absl::StatusOr<std::optional<std::pair<Meta, std::string>>> ReadLatest(const std::string& id);
 
   // SessionParking's lease calls (redis_tier.h's header comment says what they guarantee).
   absl::Status Claim(const std::string& id, bool held_here);
