@@ -35,6 +35,18 @@ def run(stub, req):
     return ids
 
 
+def stub(server):
+    return pbg.RetainStub(grpc.insecure_channel(server.address))
+
+
+def reference(prompts, turns):
+    """Each prompt's session on one server without Redis, through every turn: [session][turn] ids."""
+    with rt.ServerProcess(["--model", f"kjv={KJV}", "--threads", "1"]) as ref:
+        s = stub(ref)
+        ids = [s.CreateSession(pb.CreateSessionRequest(prefix_tokens=p), timeout=TIMEOUT).id for p in prompts]
+        return [[run(s, greedy(i, t)) for t in turns] for i in ids]
+
+
 def health_status(server, service):
     """grpc.health.v1.Health/Check by hand (Debian has no grpc_health module): 1 SERVING, 2 NOT_SERVING."""
     name = service.encode()
@@ -71,14 +83,11 @@ class RedisTierTest(unittest.TestCase):
         return s
 
     def stub(self, server):
-        return pbg.RetainStub(grpc.insecure_channel(server.address))
+        return stub(server)
 
     def reference(self, turns):
         """The turns on one server without Redis, its session never moved."""
-        with rt.ServerProcess(["--model", f"kjv={KJV}", "--threads", "1"]) as ref:
-            stub = self.stub(ref)
-            sid = stub.CreateSession(pb.CreateSessionRequest(prefix_tokens=PREFIX), timeout=TIMEOUT).id
-            return [run(stub, greedy(sid, t)) for t in turns]
+        return reference([PREFIX], turns)[0]
 
     def turn_then_sigkill(self):
         """A session made and continued once on replica a, which is then SIGKILLed; replica b
@@ -149,11 +158,8 @@ class RedisTierTest(unittest.TestCase):
         prompts = [list(b"And God said"), list(b"Let there be"), list(b"In the beginning"), list(b"The earth was")]
         ids = [sa.CreateSession(pb.CreateSessionRequest(prefix_tokens=p), timeout=TIMEOUT).id for p in prompts]
         got = [run(sa, greedy(i)) for i in ids] + [run(sa, greedy(i, list(b" and"))) for i in ids]
-        with rt.ServerProcess(["--model", f"kjv={KJV}", "--threads", "1"]) as ref:
-            sr = self.stub(ref)
-            rids = [sr.CreateSession(pb.CreateSessionRequest(prefix_tokens=p), timeout=TIMEOUT).id for p in prompts]
-            want = [run(sr, greedy(i)) for i in rids] + [run(sr, greedy(i, list(b" and"))) for i in rids]
-        self.assertEqual(got, want)
+        want = reference(prompts, [[], list(b" and")])
+        self.assertEqual(got, [w[0] for w in want] + [w[1] for w in want])
         self.assertGreater(metric(a, "retain_tier_restores_total", {"tier": "redis"}), 0)
 
     def test_redis_down_serves_held_sessions_and_recovers(self):

@@ -17,22 +17,9 @@ import unittest
 import grpc
 
 from retain.v1 import retain_pb2 as pb
-from retain.v1 import retain_pb2_grpc as pbg
 
 import retain_testing as rt
-from test_redis_tier import KJV, PREFIX, TIMEOUT, greedy, health_status, metric, run
-
-
-def stub(server):
-    return pbg.RetainStub(grpc.insecure_channel(server.address))
-
-
-def reference(prompts, turns):
-    """Each prompt's session on one server without Redis, through every turn: [session][turn] ids."""
-    with rt.ServerProcess(["--model", f"kjv={KJV}", "--threads", "1"]) as ref:
-        s = stub(ref)
-        ids = [s.CreateSession(pb.CreateSessionRequest(prefix_tokens=p), timeout=TIMEOUT).id for p in prompts]
-        return [[run(s, greedy(i, t)) for t in turns] for i in ids]
+from test_redis_tier import KJV, PREFIX, TIMEOUT, greedy, health_status, metric, reference, run, stub
 
 
 class Topology(unittest.TestCase):
